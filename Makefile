@@ -1,0 +1,42 @@
+# fibod: the two commands of the README are `make up` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install up down status test unit bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py fibod/_fastfib.pyx fibod/_fastfib_core.h
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q setuptools wheel "Cython>=3.0"
+	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	touch $(STAMP)
+
+up: install
+	bash scripts/up.sh
+
+down:
+	bash scripts/down.sh
+
+status:
+	bash scripts/status.sh
+
+# Unit tests need no servers; integration tests start the stack themselves.
+test: install
+	$(PY) -m pytest -q tests
+
+unit: install
+	$(PY) -m pytest -q tests -m "not integration"
+
+bench: install
+	$(PY) -m pytest -q bench --benchmark-only -s
+
+lint: install
+	$(VENV)/bin/ruff check fibod tests bench scripts ops
+	$(VENV)/bin/ruff format --check fibod tests bench scripts ops
+
+clean:
+	rm -rf build fibod/_fastfib.c fibod/*.so *.egg-info

@@ -1,0 +1,110 @@
+"""The `fibod` command: print Fibonacci runs and numbers, run services.
+
+Errors print one line on stderr and exit with the error's exit code
+(2 for bad input); a closed stdout pipe ends the command quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+
+from fibod.config import Settings
+from fibod.errors import FibodError, InputError
+from fibod.kernel import get_kernel
+
+SEPARATORS = {"spaces": b" ", "lines": b"\n"}
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def parse_count(text: str, name: str, maximum: int) -> int:
+    """Parse a non-negative ASCII decimal integer no larger than `maximum`."""
+    stripped = text.strip()
+    if not _DIGITS.fullmatch(stripped):
+        raise InputError(f"{name} must be a non-negative integer, got {text!r}")
+    if len(stripped) > 30 or int(stripped) > maximum:
+        raise InputError(f"{name} must be at most {maximum}, got {stripped}")
+    return int(stripped)
+
+
+def write_all(fd: int, blocks: Iterable[memoryview | bytes]) -> None:
+    """Write every block to fd, retrying short writes."""
+    for block in blocks:
+        view = memoryview(block)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe the command line."""
+    parser = _Parser(prog="fibod", description="Compute and stream Fibonacci numbers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    seq = sub.add_parser("seq", help="print F(A)..F(A+SN-1), F(0) first by default")
+    seq.add_argument("sn", metavar="SN", help="how many numbers to print")
+    seq.add_argument("--from", dest="start", default="0", metavar="A", help="first index")
+    seq.add_argument("--format", choices=sorted(SEPARATORS), default="spaces")
+    seq.set_defaults(handler=run_seq)
+
+    fib = sub.add_parser("fib", help="print F(N)")
+    fib.add_argument("n", metavar="N")
+    fib.set_defaults(handler=run_fib)
+    return parser
+
+
+def run_seq(args: argparse.Namespace, settings: Settings) -> None:
+    """Stream the run as text to stdout without holding it in memory."""
+    sn = parse_count(args.sn, "SN", settings.max_sn)
+    start = parse_count(args.start, "--from", settings.max_fib_n)
+    blocks = get_kernel().iter_run_text(
+        start, sn, SEPARATORS[args.format], settings.write_chunk_bytes
+    )
+    write_all(sys.stdout.fileno(), blocks)
+
+
+def run_fib(args: argparse.Namespace, settings: Settings) -> None:
+    """Print one Fibonacci number in decimal."""
+    n = parse_count(args.n, "N", settings.max_fib_n)
+    digits = get_kernel().fib(n).digits(10)
+    write_all(sys.stdout.fileno(), [digits.encode("ascii"), b"\n"])
+
+
+Handler = Callable[[argparse.Namespace, Settings], None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
+        handler(args, Settings.from_env())
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep Python's
+        # exit-time flush of stdout from complaining about the same pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except FibodError as exc:
+        print(f"fibod: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ValueError as exc:  # a malformed FIBOD_* setting
+        print(f"fibod: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""One frozen settings object, read from FIBOD_* environment variables.
+
+Every tunable of the system lives here with its unit in its name and a
+one-line reason; `Settings.from_env()` is the only place that reads the
+environment, so tests build a `Settings` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+#: Largest `sn` a client may ask for (F(0)..F(sn-1)); 200,000 is ~4.2 GB of text.
+MAX_SN = 200_000
+#: Largest index `fibod fib N` accepts; F(10**8) has ~21 million digits.
+MAX_FIB_N = 1_000_000_000
+#: Target size of one stored segment (BCD bytes); Redis values stay a few MB.
+SEGMENT_BYTES = 2 * 1024 * 1024
+#: Size of each write when streaming text; large writes keep syscalls rare.
+WRITE_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of every fibod process; defaults suit one machine."""
+
+    #: Largest sn accepted by the submit endpoint and the CLI.
+    max_sn: int = MAX_SN
+    #: Largest n accepted by `fibod fib`.
+    max_fib_n: int = MAX_FIB_N
+    #: Target BCD bytes per stored segment (part of the segment key).
+    segment_bytes: int = SEGMENT_BYTES
+    #: Bytes per write when streaming decimal text.
+    write_chunk_bytes: int = WRITE_CHUNK_BYTES
+    #: Task store (Redis #1).
+    task_redis_url: str = "redis://127.0.0.1:6391/0"
+    #: Sequence store (Redis #2).
+    sequence_redis_url: str = "redis://127.0.0.1:6392/0"
+    #: Password of both Redis servers; empty means none.
+    redis_password: str = ""
+    #: Kafka bootstrap servers.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: Kafka topic that carries tasks.
+    task_topic: str = "fibod.tasks"
+    #: Partitions of the task topic (at least 2x the workers).
+    task_partitions: int = 8
+    #: Kafka consumer group of the workers.
+    worker_group: str = "fibod-workers"
+    #: Seconds a finished task is kept before it expires.
+    task_ttl_s: int = 24 * 3600
+    #: Public base URL printed by `make up`.
+    base_url: str = "http://127.0.0.1:8080"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from FIBOD_<FIELD> variables, defaults elsewhere."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get("FIBOD_" + field.name.upper())
+            if raw is None:
+                continue
+            default = field.default
+            try:
+                values[field.name] = int(raw) if isinstance(default, int) else raw
+            except ValueError as exc:
+                raise ValueError(f"FIBOD_{field.name.upper()} must be an integer, got {raw!r}") from exc
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,42 @@
+"""Every error fibod raises on purpose, each mapped to one status.
+
+`http_status` is what the web apps answer; `exit_code` is what the CLI
+exits with. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class FibodError(Exception):
+    """Base of fibod's deliberate errors."""
+
+    http_status = 500
+    exit_code = 1
+
+
+class InputError(FibodError, ValueError):
+    """The caller's input is invalid (bad sn, bad id, bad option)."""
+
+    http_status = 400
+    exit_code = 2
+
+
+class NotFoundError(FibodError):
+    """The task id is unknown."""
+
+    http_status = 404
+    exit_code = 1
+
+
+class UnavailableError(FibodError):
+    """A backing service (Kafka, Redis) cannot serve now; retry later."""
+
+    http_status = 503
+    exit_code = 75  # EX_TEMPFAIL
+
+
+class SegmentError(FibodError, ValueError):
+    """A stored segment is truncated, corrupted or not a fibod segment."""
+
+    http_status = 500
+    exit_code = 65  # EX_DATAERR

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Run the single-node Kafka broker in the foreground (supervisor's child).
+#
+# Formats the KRaft storage on first start with a cluster id kept in
+# var/kafka/cluster.id, then execs java so supervisor signals the JVM itself.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+var=$root/var
+lib=$root/ops/kafka/lib
+conf=$var/conf/kafka-server.properties
+data=$var/kafka/data
+idfile=$var/kafka/cluster.id
+logdir=$var/log/kafka
+tmp=$var/tmp/kafka
+
+if [[ ! -f $lib/.complete ]]; then
+    echo "kafka: no jars in $lib; run ops/kafka/fetch.sh" >&2
+    exit 1
+fi
+if [[ ! -f $conf ]]; then
+    echo "kafka: $conf missing; run scripts/render_conf.py" >&2
+    exit 1
+fi
+mkdir -p "$data" "$logdir" "$tmp"
+
+# Native compression libraries unpack into a temp dir; /tmp may be noexec.
+jvm_props=(
+    -Djava.awt.headless=true
+    -Djava.io.tmpdir="$tmp"
+    -Dorg.xerial.snappy.tempdir="$tmp"
+    -DZstdTempFolder="$tmp"
+    -Dkafka.logs.dir="$logdir"
+    -Dlog4j2.configurationFile="$root/ops/kafka/log4j2.properties"
+)
+classpath="$lib/*"
+
+# A formatted data dir keeps its cluster id; reusing it avoids
+# "Invalid cluster.id" when var/kafka/cluster.id was lost.
+if [[ -f $data/meta.properties ]]; then
+    sed -n 's/^cluster\.id=//p' "$data/meta.properties" >"$idfile"
+fi
+if [[ ! -s $idfile ]]; then
+    java "${jvm_props[@]}" -cp "$classpath" kafka.tools.StorageTool random-uuid >"$idfile.tmp"
+    mv "$idfile.tmp" "$idfile"
+fi
+java "${jvm_props[@]}" -cp "$classpath" kafka.tools.StorageTool format \
+    -t "$(cat "$idfile")" -c "$conf" --ignore-formatted
+
+heap=${FIBOD_KAFKA_HEAP:-512m}
+exec java -Xms"$heap" -Xmx"$heap" -server \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+    "${jvm_props[@]}" -cp "$classpath" kafka.Kafka "$conf"
