@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml setup.py fibod/_fastfib.pyx fibod/_fastfib_core.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q setuptools wheel "Cython>=3.0"
-	$(PY) -m pip install -q --no-build-isolation -e ".[dev]"
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[dev]"
 	touch $(STAMP)
 
 up: install

@@ -10,8 +10,6 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
-import gmpy2
-
 cdef extern from "_fastfib_core.h":
     unsigned ff_bcd_add(const uint8_t *a_end, const uint8_t *b_end, uint8_t *c_end, size_t words) nogil
     unsigned ff_digit_at(const uint8_t *end, size_t pos) nogil
@@ -40,13 +38,26 @@ def simd_in_use():
     return _simd
 
 
+# Below this index a jump is cheap with Python ints and str(); above it
+# gmpy2 does the big multiplications and the radix conversion. gmpy2 is
+# imported only then: its import costs ~40 ms, a third of a short run.
+SMALL_JUMP = 20_000
+
+
 def fib_pair(n):
-    """Return (F(n), F(n+1)) by fast doubling with two squarings per bit."""
+    """Return (F(n), F(n+1)) as gmpy2 mpz by fast doubling."""
+    import gmpy2
+
+    return _doubling(n, gmpy2.mpz(1), gmpy2.mpz(0))
+
+
+def _doubling(n, one, zero):
+    """Fast doubling with two squarings per bit, in one's number type."""
     if n < 0:
         raise ValueError("n must be >= 0")
     m = n + 1
-    fk = gmpy2.mpz(1)   # F(k), k = 1
-    fkm1 = gmpy2.mpz(0)  # F(k-1)
+    fk = one     # F(k), k = 1
+    fkm1 = zero  # F(k-1)
     k_odd = True
     for bit in bin(m)[3:]:
         sq = fk * fk
@@ -98,7 +109,12 @@ cdef class FibRun:
         self.cur_i = 0
         self.next_index = start
         self.remaining = count
-        lo, hi = fib_pair(start)
+        if start <= SMALL_JUMP:
+            lo, hi = _doubling(start, 1, 0)
+            lo, hi = str(lo), str(hi)
+        else:
+            lo, hi = fib_pair(start)
+            lo, hi = lo.digits(10), hi.digits(10)
         self.cur_digits = self._load(0, lo)
         self.nxt_digits = self._load(1, hi)
 
@@ -106,8 +122,8 @@ cdef class FibRun:
         for i in range(3):
             free(self.bufs[i])
 
-    cdef size_t _load(self, int slot, object value) except 0:
-        cdef bytes text = value.digits(10).encode("ascii")
+    cdef size_t _load(self, int slot, str digits) except 0:
+        cdef bytes text = digits.encode("ascii")
         ff_pack_ascii(<const uint8_t *>PyBytes_AS_STRING(text), len(text),
                       self.bufs[slot] + self.cap)
         return len(text)

@@ -40,3 +40,10 @@ class SegmentError(FibodError, ValueError):
 
     http_status = 500
     exit_code = 65  # EX_DATAERR
+
+
+class ExpiredError(FibodError):
+    """The task existed once but its result has expired."""
+
+    http_status = 410
+    exit_code = 1

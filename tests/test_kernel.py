@@ -1,0 +1,111 @@
+"""The kernel against independent references: ints, gmpy2, identities."""
+
+from __future__ import annotations
+
+import gmpy2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fibod import _fastfib
+from fibod.kernel import FAST, Kernel
+from tests.conftest import reference_run, reference_text
+
+
+def joined(blocks) -> bytes:
+    return b"".join(bytes(b) for b in blocks)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 10, 63, 64, 65, 1000, 4097, 10**5 + 7])
+def test_fib_matches_gmpy2(kernel: Kernel, n: int) -> None:
+    assert kernel.fib(n) == gmpy2.fib(n)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1234, 99_999])
+def test_fib_pair_is_consecutive(kernel: Kernel, n: int) -> None:
+    lo, hi = kernel.fib_pair(n)
+    assert (lo, hi) == (gmpy2.fib(n), gmpy2.fib(n + 1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 50, 777, 20_001])
+def test_cassini_and_doubling_identities(kernel: Kernel, n: int) -> None:
+    prev, cur = kernel.fib(n - 1), kernel.fib(n)
+    nxt = kernel.fib(n + 1)
+    assert nxt * prev - cur * cur == (-1) ** n
+    assert kernel.fib(2 * n) == cur * (2 * nxt - cur)
+
+
+def test_fib_rejects_negative(kernel: Kernel) -> None:
+    with pytest.raises(ValueError):
+        kernel.fib(-1)
+
+
+@pytest.mark.parametrize(
+    ("start", "count"), [(0, 0), (0, 1), (0, 2), (0, 30), (1, 5), (5, 0), (93, 3), (1000, 40)]
+)
+def test_run_text_matches_plain_ints(kernel: Kernel, start: int, count: int) -> None:
+    assert joined(kernel.iter_run_text(start, count)) == reference_text(start, count)
+
+
+def test_run_text_lines_separator(kernel: Kernel) -> None:
+    assert joined(kernel.iter_run_text(3, 4, b"\n")) == b"2\n3\n5\n8\n"
+
+
+def test_run_of_3000_matches_plain_ints_in_small_blocks(kernel: Kernel) -> None:
+    # blocks far smaller than the run force many resumptions mid-run
+    blocks = [bytes(b) for b in kernel.iter_run_text(0, 3000, chunk_bytes=1)]
+    assert b"".join(blocks) == reference_text(0, 3000)
+    if kernel is FAST:
+        assert len(blocks) > 1
+
+
+def test_run_digit_counts_follow_log_phi() -> None:
+    # digits(F(n)) = floor(n log10 phi - log10 sqrt 5) + 1 away from boundaries
+    text = joined(FAST.iter_run_text(20_000, 3))
+    lengths = [len(t) for t in text.split()]
+    assert lengths == [len(str(v)) for v in reference_run(20_000, 3)]
+    assert lengths[0] == 4180
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.integers(0, 3000), count=st.integers(0, 120))
+def test_any_run_matches_plain_ints(start: int, count: int) -> None:
+    expected = reference_text(start, count)
+    for k in (FAST,):
+        assert joined(k.iter_run_text(start, count, chunk_bytes=4096)) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.integers(0, 5000), count=st.integers(0, 60))
+def test_payload_round_trip_both_kernels(start: int, count: int) -> None:
+    from fibod.kernel import PLAIN
+
+    fast_payload, fast_digits = FAST.encode_payload(start, count)
+    plain_payload, plain_digits = PLAIN.encode_payload(start, count)
+    assert fast_payload == plain_payload
+    assert fast_digits == plain_digits == sum(len(str(v)) for v in reference_run(start, count))
+    assert FAST.check_payload(fast_payload, count) == fast_digits
+    assert PLAIN.check_payload(fast_payload, count) == fast_digits
+    expected = reference_text(start, count)
+    assert joined(FAST.iter_payload_text(fast_payload, count)) == expected
+    assert joined(PLAIN.iter_payload_text(fast_payload, count)) == expected
+
+
+def test_simd_and_portable_paths_agree() -> None:
+    # the run-time choice must not change a byte; both paths are checked
+    # against the reference, not only against each other
+    expected = reference_text(5000, 200)
+    chosen = _fastfib.simd_in_use()
+    try:
+        for want in (0, 1):
+            _fastfib.select_simd(want)
+            assert joined(FAST.iter_run_text(5000, 200)) == expected
+    finally:
+        _fastfib.select_simd(chosen)
+
+
+def test_carry_across_word_boundaries() -> None:
+    # F(79) has 17 digits and F(80) 17: runs around 16- and 32-digit sizes
+    # exercise the carry out of a 64-bit BCD word and digit growth
+    for start in (70, 150, 300):
+        assert joined(FAST.iter_run_text(start, 20)) == reference_text(start, 20)
