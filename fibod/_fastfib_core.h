@@ -43,7 +43,7 @@ static inline void ff_store_be(uint8_t *p, uint64_t v) {
  * c_end, over `words` 64-bit words (16 digits each) counted from the end.
  * Returns the carry out of the top word (0 or 1); the caller stores it.
  */
-static inline unsigned ff_bcd_add(const uint8_t *a_end, const uint8_t *b_end,
+static unsigned ff_bcd_add_portable(const uint8_t *a_end, const uint8_t *b_end,
                                   uint8_t *c_end, size_t words) {
     uint64_t carry = 0;
     for (size_t w = 1; w <= words; w++) {
@@ -81,6 +81,66 @@ static inline void ff_unpack_portable(const uint8_t *src, size_t nbytes, uint8_t
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FF_HAVE_AVX2_CLONE 1
+#include <immintrin.h>
+
+/* Lane i of FF_LANE_ONE[m] is 1 and of FF_LANE_ALL[m] all ones iff bit i of m. */
+static uint64_t ff_lane_one[16][4] __attribute__((aligned(32)));
+static uint64_t ff_lane_all[16][4] __attribute__((aligned(32)));
+
+static void ff_init_tables(void) {
+    for (int m = 0; m < 16; m++)
+        for (int i = 0; i < 4; i++) {
+            ff_lane_one[m][i] = (m >> i) & 1;
+            ff_lane_all[m][i] = ((m >> i) & 1) ? ~0ULL : 0;
+        }
+}
+
+__attribute__((target("avx2"))) static inline __m256i ff_reverse32(__m256i v) {
+    const __m256i rev = _mm256_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,
+                                         15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, rev), 0x4E);
+}
+
+/*
+ * The same addition, 64 digits (four words) per step. Each lane adds
+ * without its carry-in; lanes that overflowed (generate) or came out all
+ * ones (propagate) give two 4-bit masks, and one scalar add of those masks
+ * yields every lane's carry-in at once (carry-lookahead in a register).
+ * `words` is rounded up to whole 32-byte blocks: buffers are zero-padded.
+ */
+__attribute__((target("avx2"))) static unsigned ff_bcd_add_avx2(const uint8_t *a_end,
+                                                              const uint8_t *b_end,
+                                                              uint8_t *c_end, size_t words) {
+    const __m256i six = _mm256_set1_epi64x((long long)FF_SIX);
+    const __m256i sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+    const __m256i ones = _mm256_set1_epi64x(-1);
+    const __m256i nib = _mm256_set1_epi64x((long long)FF_NIBBLE_LOW_BITS);
+    const __m256i top6 = _mm256_set1_epi64x((long long)0x6000000000000000ULL);
+    unsigned carry = 0;
+    size_t blocks = (words + 3) / 4;
+    for (size_t i = 1; i <= blocks; i++) {
+        __m256i a = ff_reverse32(_mm256_loadu_si256((const __m256i *)(a_end - 32 * i)));
+        __m256i b = ff_reverse32(_mm256_loadu_si256((const __m256i *)(b_end - 32 * i)));
+        __m256i t1 = _mm256_add_epi64(a, six);
+        __m256i t2 = _mm256_add_epi64(t1, b);
+        __m256i gen = _mm256_cmpgt_epi64(_mm256_xor_si256(t1, sign), _mm256_xor_si256(t2, sign));
+        __m256i prop = _mm256_cmpeq_epi64(t2, ones);
+        unsigned g = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(gen));
+        unsigned p = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(prop));
+        unsigned cin = ((g | p) + g + carry) ^ p; /* bit i: carry into lane i; bit 4: out */
+        unsigned over = cin >> 1;                 /* bit i: carry out of lane i */
+        __m256i t3 = _mm256_add_epi64(t2, _mm256_load_si256((const __m256i *)ff_lane_one[cin & 15]));
+        __m256i carries = _mm256_xor_si256(_mm256_xor_si256(t3, t1), b);
+        __m256i no_carry = _mm256_andnot_si256(carries, nib);
+        __m256i fix = _mm256_or_si256(_mm256_srli_epi64(no_carry, 2), _mm256_srli_epi64(no_carry, 3));
+        __m256i overm = _mm256_load_si256((const __m256i *)ff_lane_all[over & 15]);
+        fix = _mm256_or_si256(fix, _mm256_andnot_si256(overm, top6));
+        __m256i c = _mm256_sub_epi64(t3, fix);
+        _mm256_storeu_si256((__m256i *)(c_end - 32 * i), ff_reverse32(c));
+        carry = cin >> 4;
+    }
+    return carry;
+}
 __attribute__((target("avx2"))) static void ff_unpack_avx2(const uint8_t *src, size_t nbytes,
                                                            uint8_t *out) {
     for (size_t i = 0; i < nbytes; i++) {
@@ -93,9 +153,14 @@ __attribute__((target("avx2"))) static void ff_unpack_avx2(const uint8_t *src, s
 #endif
 
 typedef void (*ff_unpack_fn)(const uint8_t *, size_t, uint8_t *);
+typedef unsigned (*ff_add_fn)(const uint8_t *, const uint8_t *, uint8_t *, size_t);
 
-/* The unpack loop in use; set once by ff_select(). */
+/* The loops in use; set by ff_select(). */
 static ff_unpack_fn ff_unpack = ff_unpack_portable;
+static ff_add_fn ff_bcd_add = ff_bcd_add_portable;
+
+/* Bytes of zero padding a number buffer needs above its digits. */
+#define FF_PAD_BYTES 64
 
 /* Choose the unpack loop: 0 = portable, 1 = AVX2, -1 = best available.
  * Returns the choice made (0 or 1). */
@@ -107,10 +172,13 @@ static int ff_select(int want) {
 #endif
     if (want == 0 || !avx2) {
         ff_unpack = ff_unpack_portable;
+        ff_bcd_add = ff_bcd_add_portable;
         return 0;
     }
 #if FF_HAVE_AVX2_CLONE
+    ff_init_tables();
     ff_unpack = ff_unpack_avx2;
+    ff_bcd_add = ff_bcd_add_avx2;
 #endif
     return 1;
 }

@@ -109,3 +109,37 @@ def test_carry_across_word_boundaries() -> None:
     # exercise the carry out of a 64-bit BCD word and digit growth
     for start in (70, 150, 300):
         assert joined(FAST.iter_run_text(start, 20)) == reference_text(start, 20)
+
+
+def nines_heavy_decimal() -> st.SearchStrategy[str]:
+    """Decimal strings made of long runs of 9s and 0s: worst-case carries."""
+    run = st.tuples(st.sampled_from("0123456789"), st.integers(1, 70))
+    return st.lists(run, min_size=1, max_size=8).map(
+        lambda runs: ("".join(c * n for c, n in runs)).lstrip("0") or "0"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=nines_heavy_decimal(), b=nines_heavy_decimal())
+def test_bcd_add_matches_int_addition_on_both_paths(a: str, b: str) -> None:
+    chosen = _fastfib.simd_in_use()
+    try:
+        for want in (0, 1):
+            _fastfib.select_simd(want)
+            assert _fastfib.add_decimal(a, b) == str(int(a) + int(b))
+    finally:
+        _fastfib.select_simd(chosen)
+
+
+@pytest.mark.parametrize("digits", [15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129])
+def test_bcd_add_carry_ripples_through_every_lane(digits: int) -> None:
+    # 99..9 + 1 carries through every nibble, word and 64-digit block
+    chosen = _fastfib.simd_in_use()
+    try:
+        for want in (0, 1):
+            _fastfib.select_simd(want)
+            assert _fastfib.add_decimal("9" * digits, "1") == "1" + "0" * digits
+            half = "45" * (digits // 2) + "4" * (digits % 2)
+            assert _fastfib.add_decimal(half, "5" * digits) == str(int(half) + int("5" * digits))
+    finally:
+        _fastfib.select_simd(chosen)
