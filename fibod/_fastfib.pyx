@@ -76,8 +76,23 @@ def _doubling(n, one, zero):
 
 
 def fib(n):
-    """Return F(n) as a gmpy2 mpz."""
-    return fib_pair(n)[0]
+    """Return F(n) as a gmpy2 mpz.
+
+    Doubles up to F(n // 2) and F(n // 2 - 1), then takes the last step
+    with one multiplication instead of two squarings: the last step is
+    the largest, so this saves about a tenth of the time.
+    """
+    import gmpy2
+
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if n < 2:
+        return gmpy2.mpz(n)
+    k = n >> 1
+    fkm1, fk = _doubling(k - 1, gmpy2.mpz(1), gmpy2.mpz(0))
+    if n & 1:  # F(2k+1) = (2F(k) + F(k-1)) (2F(k) - F(k-1)) + 2 (-1)^k
+        return (2 * fk + fkm1) * (2 * fk - fkm1) + (-2 if k & 1 else 2)
+    return fk * (fk + 2 * fkm1)  # F(2k) = F(k) (F(k) + 2 F(k-1))
 
 
 cdef size_t digits_bound(object n):
