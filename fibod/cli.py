@@ -7,14 +7,20 @@ Errors print one line on stderr and exit with the error's exit code
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from fibod.config import Settings
 from fibod.errors import FibodError, InputError
 from fibod.kernel import get_kernel
+
+if TYPE_CHECKING:  # imported lazily: redis costs ~150 ms of start-up `seq` need not pay
+    from fibod.sequences import SequenceStore
 
 SEPARATORS = {"spaces": b" ", "lines": b"\n"}
 _DIGITS = re.compile(r"[0-9]+")
@@ -60,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     fib = sub.add_parser("fib", help="print F(N)")
     fib.add_argument("n", metavar="N")
     fib.set_defaults(handler=run_fib)
+
+    cache = sub.add_parser("cache", help="inspect or empty the sequence store")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    stats = cache_sub.add_parser("stats", help="show stored segments, numbers, bytes, counters")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=run_cache_stats)
+    clear = cache_sub.add_parser("clear", help="delete every stored segment and claim")
+    clear.add_argument("--reset-stats", action="store_true", help="also zero the counters")
+    clear.set_defaults(handler=run_cache_clear)
     return parser
 
 
@@ -78,6 +93,43 @@ def run_fib(args: argparse.Namespace, settings: Settings) -> None:
     n = parse_count(args.n, "N", settings.max_fib_n)
     digits = get_kernel().fib(n).digits(10)
     write_all(sys.stdout.fileno(), [digits.encode("ascii"), b"\n"])
+
+
+def _sequence_store(settings: Settings) -> SequenceStore:
+    """Open the sequence store of the configured layout."""
+    from fibod.redis_client import connect
+    from fibod.segments import SegmentLayout
+    from fibod.sequences import SequenceStore
+
+    client = connect(settings.sequence_redis_url, settings, decode=False)
+    return SequenceStore(client, SegmentLayout(settings.segment_bytes))
+
+
+def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:
+    """Print what the sequence store holds and the worker counters."""
+    stats = _sequence_store(settings).stats()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(stats), sort_keys=True))
+        return
+    rows = [
+        ("segment_bytes", stats.segment_bytes),
+        ("segments", stats.segments),
+        ("numbers", stats.numbers),
+        ("bytes", stats.bytes),
+        ("prefix_sn", stats.prefix_sn),
+        ("claims", stats.claims),
+        ("other_layout_segments", stats.other_layouts),
+        *sorted(stats.counters.items()),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+
+def run_cache_clear(args: argparse.Namespace, settings: Settings) -> None:
+    """Delete every segment and claim; optionally zero the counters."""
+    deleted = _sequence_store(settings).clear(reset_counters=args.reset_stats)
+    extra = " and reset the counters" if args.reset_stats else ""
+    print(f"deleted {deleted} keys{extra}")
 
 
 Handler = Callable[[argparse.Namespace, Settings], None]

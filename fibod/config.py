@@ -18,6 +18,22 @@ MAX_FIB_N = 1_000_000_000
 SEGMENT_BYTES = 2 * 1024 * 1024
 #: Size of each write when streaming text; large writes keep syscalls rare.
 WRITE_CHUNK_BYTES = 1024 * 1024
+#: Longest a submit waits for Kafka to acknowledge a task before answering 503.
+KAFKA_DELIVERY_TIMEOUT_MS = 5_000
+#: Longest gap between consumer polls before Kafka evicts a worker; long
+#: units keep polling with paused partitions, so this is only a safety net.
+KAFKA_MAX_POLL_INTERVAL_MS = 60_000
+#: A silent worker leaves the group after this long and its partitions move.
+KAFKA_SESSION_TIMEOUT_MS = 10_000
+#: Lifetime of a claim on a segment; computing one takes milliseconds, so a
+#: claim left by a dead worker blocks others only this long.
+CLAIM_LEASE_MS = 10_000
+#: Upper bound of a fetch long-poll (`wait=`), in seconds.
+FETCH_MAX_WAIT_S = 30
+#: Retry-After (seconds) on answers that are not ready or unavailable.
+RETRY_AFTER_S = 1
+#: Socket and connect timeout of Redis clients.
+REDIS_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,20 @@ class Settings:
     worker_group: str = "fibod-workers"
     #: Seconds a finished task is kept before it expires.
     task_ttl_s: int = 24 * 3600
+    #: Milliseconds a submit waits for Kafka's delivery report.
+    kafka_delivery_timeout_ms: int = KAFKA_DELIVERY_TIMEOUT_MS
+    #: Consumer max.poll.interval.ms of the workers.
+    kafka_max_poll_interval_ms: int = KAFKA_MAX_POLL_INTERVAL_MS
+    #: Consumer session.timeout.ms of the workers.
+    kafka_session_timeout_ms: int = KAFKA_SESSION_TIMEOUT_MS
+    #: Milliseconds a segment claim lives (SET NX PX).
+    claim_lease_ms: int = CLAIM_LEASE_MS
+    #: Largest `wait=` of a fetch long-poll, in seconds.
+    fetch_max_wait_s: int = FETCH_MAX_WAIT_S
+    #: Seconds sent in Retry-After.
+    retry_after_s: int = RETRY_AFTER_S
+    #: Socket timeout of Redis clients, in seconds.
+    redis_timeout_s: int = REDIS_TIMEOUT_S
     #: Public base URL printed by `make up`.
     base_url: str = "http://127.0.0.1:8080"
 
@@ -64,5 +94,7 @@ class Settings:
             try:
                 values[field.name] = int(raw) if isinstance(default, int) else raw
             except ValueError as exc:
-                raise ValueError(f"FIBOD_{field.name.upper()} must be an integer, got {raw!r}") from exc
+                raise ValueError(
+                    f"FIBOD_{field.name.upper()} must be an integer, got {raw!r}"
+                ) from exc
         return cls(**values)  # type: ignore[arg-type]

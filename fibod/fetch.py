@@ -1,0 +1,257 @@
+"""The fetch app: task state and the sequence, streamed from Redis #2.
+
+GET /myapp/fibotask/id=<id> (the original form) and /myapp/fibotask?id=
+answer a body whose first byte is the status (docs/API.md): 0x00 then
+the numbers, 0x01 not ready yet, 0x02 failed, 0x03 expired. The numbers
+are rendered segment by segment while the next segment is read ahead, in
+~1 MB writes with Content-Length, so the body is never held whole.
+GET /myapp/tasks/<id> answers the task as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import Protocol
+
+import falcon
+
+from fibod import planner
+from fibod.config import Settings
+from fibod.errors import ExpiredError, SegmentError, UnavailableError
+from fibod.httputil import TEXT, install_error_handlers
+from fibod.kernel import get_kernel
+from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
+from fibod.queue import KIND_TASK, QueueMessage
+from fibod.segments import SegmentLayout, read_header, render_segment, validate_segment
+from fibod.tasks import Task, TaskState, parse_task_id
+from fibod.web import Publisher, task_links
+
+log = logging.getLogger("fibod.fetch")
+
+READY, PENDING, FAILED, EXPIRED = b"\x00", b"\x01", b"\x02", b"\x03"
+#: First and longest pause between task checks of a long-poll, seconds.
+WAIT_FIRST_STEP_S = 0.005
+WAIT_MAX_STEP_S = 0.05
+#: Segments read ahead by a pool of this many threads per process.
+READAHEAD_THREADS = 16
+
+
+class TaskReader(Protocol):
+    """The part of the task store the fetch app uses."""
+
+    def lookup(self, task_id: str) -> Task: ...
+
+    def requeue(self, task_id: str) -> bool: ...
+
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool: ...
+
+
+class SegmentReader(Protocol):
+    """The part of the sequence store the fetch app uses."""
+
+    layout: SegmentLayout
+
+    def sizes(self, js: Sequence[int]) -> list[int]: ...
+
+    def get(self, j: int) -> bytes | None: ...
+
+
+class SegmentVanishedError(UnavailableError):
+    """A segment disappeared while its task was being streamed."""
+
+
+class FetchResource:
+    """GET /myapp/fibotask?id=<id> and /myapp/fibotask/id=<id>."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tasks: TaskReader,
+        sequences: SegmentReader,
+        publisher: Publisher,
+        readahead: ThreadPoolExecutor,
+    ) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._sequences = sequences
+        self._layout = sequences.layout
+        self._publisher = publisher
+        self._readahead = readahead
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
+    ) -> None:
+        """Answer the task's status byte, and the sequence once ready."""
+        params = query_params(req.query_string)
+        if task_id is None:
+            task_id = single(params, "id") or ""
+        task_id = parse_task_id(task_id)
+        fmt = parse_format(single(params, "format", required=False))
+        wait_s = parse_wait(single(params, "wait", required=False), self._settings.fetch_max_wait_s)
+        deadline = time.monotonic() + wait_s
+        step = WAIT_FIRST_STEP_S
+        resp.cache_control = ["no-store"]
+        while True:
+            try:
+                task = self._tasks.lookup(task_id)
+            except ExpiredError as exc:
+                self._answer(resp, falcon.HTTP_410, EXPIRED, str(exc))
+                return
+            if task.state is TaskState.READY:
+                if self._send_ready(resp, task, fmt):
+                    return
+                task = replace(task, state=TaskState.QUEUED, done=0)  # re-queued
+            if task.state is TaskState.FAILED:
+                self._answer(resp, falcon.HTTP_500, FAILED, task.error or "failed")
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._answer_pending(resp, task)
+                return
+            time.sleep(min(step, remaining))
+            step = min(step * 2, WAIT_MAX_STEP_S)
+
+    def _send_ready(self, resp: falcon.Response, task: Task, fmt: str) -> bool:
+        """Stream a ready task; False if a segment is gone (re-queued)."""
+        js = planner.task_segments(self._layout, task.sn)
+        sizes = self._sequences.sizes(js)
+        if not all(sizes):
+            self._requeue(task)
+            return False
+        resp.status = falcon.HTTP_200
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.set_header("X-Fibod-State", "ready")
+        if fmt == "binary":
+            resp.content_type = "application/octet-stream"
+            resp.content_length = 1 + sum(sizes)
+        else:
+            resp.content_type = TEXT
+            if task.text_bytes is not None:
+                resp.content_length = 1 + task.text_bytes
+        resp.stream = self._stream(js, task.sn, fmt)
+        return True
+
+    def _requeue(self, task: Task) -> None:
+        """Compute evicted segments again: queue the task once more."""
+        if not self._tasks.requeue(task.id):
+            return  # another request re-queued it already
+        log.info("task %s lost segments: re-queued", task.id)
+        try:
+            self._publisher.publish(QueueMessage(KIND_TASK, task.id, task.sn))
+        except UnavailableError:
+            # leave it ready, so the next fetch tries again
+            self._tasks.mark_ready(task.id, task.sn, task.text_bytes or 0)
+            raise
+
+    def _stream(self, js: list[int], sn: int, fmt: str) -> Iterator[bytes]:
+        """Yield the status byte and the body, one large block at a time."""
+        kernel = get_kernel()
+        sep = FORMATS[fmt]
+        chunk = self._settings.write_chunk_bytes
+        head = READY
+        pending: Future[bytes | None] | None = None
+        try:
+            if js:
+                pending = self._readahead.submit(self._sequences.get, js[0])
+            for i, j in enumerate(js):
+                assert pending is not None
+                segment = pending.result()
+                pending = None
+                if i + 1 < len(js):  # read the next one while this one renders
+                    pending = self._readahead.submit(self._sequences.get, js[i + 1])
+                start, count = self._checked_bounds(j, segment)
+                assert segment is not None
+                if fmt == "binary":
+                    validate_segment(segment, kernel)
+                    if head:
+                        yield head
+                        head = b""
+                    yield segment
+                    continue
+                wanted = min(count, sn - start)
+                for block in render_segment(segment, wanted, sep, chunk, kernel):
+                    if head:
+                        yield head + block  # one copy, as for every block
+                        head = b""
+                    else:
+                        yield bytes(block)  # the next block reuses the buffer
+            if head:
+                yield head
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    def _checked_bounds(self, j: int, segment: bytes | None) -> tuple[int, int]:
+        if segment is None:
+            log.error("segment %d vanished mid-stream: aborting the response", j)
+            raise SegmentVanishedError(f"segment {j} vanished while streaming")
+        start, count = self._layout.bounds(j)
+        header = read_header(segment)
+        if (header.start, header.count) != (start, count):
+            raise SegmentError(f"segment {j} holds F({header.start})+{header.count}")
+        return start, count
+
+    def _answer_pending(self, resp: falcon.Response, task: Task) -> None:
+        resp.retry_after = self._settings.retry_after_s
+        resp.set_header("X-Fibod-Progress", f"{task.done}/{task.sn}")
+        self._answer(resp, falcon.HTTP_202, PENDING, task.state.value)
+
+    @staticmethod
+    def _answer(resp: falcon.Response, status: str, code: bytes, reason: str) -> None:
+        resp.status = status
+        resp.content_type = TEXT
+        resp.data = code + reason.encode()
+
+
+class TaskStatusResource:
+    """GET /myapp/tasks/<id>: the task as JSON."""
+
+    def __init__(self, tasks: TaskReader) -> None:
+        self._tasks = tasks
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        """Answer id, sn, state, progress and timestamps."""
+        task = self._tasks.lookup(parse_task_id(task_id))
+        resp.cache_control = ["no-store"]
+        resp.media = task.to_json() | task_links(task.id)
+
+
+def create_app(
+    settings: Settings,
+    tasks: TaskReader,
+    sequences: SegmentReader,
+    publisher: Publisher,
+    readahead: ThreadPoolExecutor | None = None,
+) -> falcon.App:
+    """Build the fetch app from its parts."""
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    pool = readahead or ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="readahead")
+    fetch = FetchResource(settings, tasks, sequences, publisher, pool)
+    app.add_route("/myapp/fibotask", fetch)
+    app.add_route("/myapp/fibotask/id={task_id}", fetch)
+    app.add_route("/myapp/tasks/{task_id}", TaskStatusResource(tasks))
+    install_error_handlers(app, settings.retry_after_s)
+    return app
+
+
+def get_app() -> falcon.App:
+    """Build the fetch app on the real stores and Kafka (gunicorn)."""
+    from fibod.queue import TaskPublisher
+    from fibod.redis_client import connect
+    from fibod.sequences import SequenceStore
+    from fibod.tasks import TaskStore
+
+    logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
+    settings = Settings.from_env()
+    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+    sequences = SequenceStore(
+        connect(settings.sequence_redis_url, settings, decode=False),
+        SegmentLayout(settings.segment_bytes),
+    )
+    publisher = TaskPublisher.from_settings(settings, f"fibod-fetch-{os.getpid()}")
+    return create_app(settings, tasks, sequences, publisher)

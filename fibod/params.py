@@ -1,0 +1,69 @@
+"""Strict parsing of request parameters, shared by both web apps.
+
+Query strings are parsed here rather than by Falcon so that repeated,
+blank and non-ASCII values are seen and refused with a plain reason.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl
+
+from fibod.errors import InputError
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
+#: Output formats of the fetch endpoint and their separators (binary: none).
+FORMATS = {"text": b" ", "lines": b"\n", "binary": b""}
+
+
+def query_params(query_string: str) -> dict[str, list[str]]:
+    """Split a query string into name -> all values, blanks kept."""
+    params: dict[str, list[str]] = {}
+    try:
+        pairs = parse_qsl(query_string, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InputError("query string is not valid UTF-8") from None
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def single(params: dict[str, list[str]], name: str, required: bool = True) -> str | None:
+    """Return the one value of a parameter; refuse repeats and absence."""
+    values = params.get(name, [])
+    if len(values) > 1:
+        raise InputError(f"parameter {name} given {len(values)} times; give it once")
+    if not values:
+        if required:
+            raise InputError(f"parameter {name} is required")
+        return None
+    return values[0]
+
+
+def parse_sn(text: str, maximum: int) -> int:
+    """Accept ASCII decimal digits only, 0 <= sn <= maximum."""
+    if not _ASCII_DIGITS.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InputError(f"sn must be a non-negative integer in ASCII digits, got {shown!r}")
+    if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
+        raise InputError(f"sn must be at most {maximum}, got {text[:40]}")
+    return int(text)
+
+
+def parse_wait(text: str | None, maximum_s: int) -> float:
+    """Accept a long-poll duration in seconds; clamp it to the maximum."""
+    if text is None or text == "":
+        return 0.0
+    if not _SECONDS.fullmatch(text):
+        raise InputError(f"wait must be a number of seconds like 5 or 0.5, got {text[:40]!r}")
+    return min(float(text), float(maximum_s))
+
+
+def parse_format(text: str | None) -> str:
+    """Accept one of the output formats (default text)."""
+    if text is None or text == "":
+        return "text"
+    if text not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {text[:40]!r}")
+    return text

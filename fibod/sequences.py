@@ -1,0 +1,199 @@
+"""The sequence store (Redis #2): stored segments, claims and counters.
+
+Segment j of the layout lives at fibod:seg:<segment_bytes>:<j>, written
+once with SET NX: encoding is deterministic, so a second writer would
+only repeat the same bytes. A claim (SET NX PX) marks a segment as being
+computed, so concurrent tasks never compute the same segment twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from fibod import keys
+from fibod.errors import SegmentError
+from fibod.kernel import get_kernel
+from fibod.redis_client import store_call
+from fibod.segments import HEADER, HEADER_BYTES, SegmentLayout, payload_of, read_header
+
+_STORE = "sequence store"
+_SCAN_COUNT = 1000
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What the sequence store holds, for `fibod cache stats`."""
+
+    segment_bytes: int
+    segments: int
+    numbers: int
+    bytes: int
+    prefix_sn: int
+    claims: int
+    other_layouts: int
+    counters: dict[str, int]
+
+
+class SequenceStore:
+    """Read, write and claim segments of one layout in Redis #2."""
+
+    def __init__(self, client: redis.Redis, layout: SegmentLayout) -> None:
+        self._redis = client  # decode_responses=False: values are binary
+        self.layout = layout
+        self._release = client.register_script(keys.RELEASE_CLAIM_LUA)
+
+    def key(self, j: int) -> str:
+        """Name segment j in this layout."""
+        return keys.segment_key(self.layout.segment_bytes, j)
+
+    @store_call(_STORE)
+    def get(self, j: int) -> bytes | None:
+        """Return segment j's bytes, None if it is not stored."""
+        return self._redis.get(self.key(j))
+
+    @store_call(_STORE)
+    def put(self, j: int, segment: bytes) -> bool:
+        """Store segment j unless present; True if this call wrote it."""
+        return bool(self._redis.set(self.key(j), segment, nx=True))
+
+    @store_call(_STORE)
+    def sizes(self, js: Sequence[int]) -> list[int]:
+        """Return the stored length of each segment, 0 where missing."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for j in js:
+                pipe.strlen(self.key(j))
+            return [int(n) for n in pipe.execute()]
+
+    def missing(self, js: Sequence[int]) -> list[int]:
+        """Return the segments of js that are not stored, in order."""
+        return [j for j, size in zip(js, self.sizes(js), strict=True) if size == 0]
+
+    @store_call(_STORE)
+    def text_bytes(self, js: Sequence[int], sn: int) -> int | None:
+        """Return the text length of F(0..sn-1) held by js, None if any is gone.
+
+        Reads only the 32-byte headers of full segments, and the last
+        segment whole when sn ends inside it.
+        """
+        if not js:
+            return 0
+        with self._redis.pipeline(transaction=False) as pipe:
+            for j in js[:-1]:
+                pipe.getrange(self.key(j), 0, HEADER_BYTES - 1)
+            pipe.get(self.key(js[-1]))
+            parts = pipe.execute()
+        if any(not part for part in parts):
+            return None
+        total = 0
+        for j, part in zip(js[:-1], parts[:-1], strict=True):
+            start, count = self.layout.bounds(j)
+            total += _header_digits(part, start, count) + count
+        last = parts[-1]
+        header = read_header(last)
+        wanted = min(header.count, sn - header.start)
+        total += get_kernel().prefix_digits(payload_of(last, header), wanted) + wanted
+        return total
+
+    @store_call(_STORE)
+    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
+        """Claim segment j for computing; False if someone holds it."""
+        key = keys.claim_key(self.layout.segment_bytes, j)
+        return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
+
+    @store_call(_STORE)
+    def release(self, j: int, owner: str) -> bool:
+        """Drop our claim on segment j if we still hold it."""
+        key = keys.claim_key(self.layout.segment_bytes, j)
+        return bool(self._release(keys=[key], args=[owner]))
+
+    @store_call(_STORE)
+    def claimed(self, js: Sequence[int]) -> list[bool]:
+        """Tell, for each segment, whether a live claim exists."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for j in js:
+                pipe.exists(keys.claim_key(self.layout.segment_bytes, j))
+            return [bool(n) for n in pipe.execute()]
+
+    @store_call(_STORE)
+    def count(self, **deltas: int) -> None:
+        """Add to the worker counters of fibod:stats."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name, delta in deltas.items():
+                if delta:
+                    pipe.hincrby(keys.STATS_KEY, name, delta)
+            pipe.execute()
+
+    @store_call(_STORE)
+    def counters(self) -> dict[str, int]:
+        """Return the worker counters, zero for those never counted."""
+        raw = self._redis.hgetall(keys.STATS_KEY)
+        values = {k.decode(): int(v) for k, v in raw.items()}
+        return {name: values.get(name, 0) for name in keys.STAT_FIELDS} | values
+
+    @store_call(_STORE)
+    def stats(self) -> CacheStats:
+        """Scan the store and summarise its segments and claims."""
+        mine: list[int] = []
+        other = 0
+        for key in self._redis.scan_iter(match=keys.SEGMENT_PREFIX + "*", count=_SCAN_COUNT):
+            parsed = keys.parse_segment_key(key)
+            if parsed is None:
+                continue
+            if parsed[0] == self.layout.segment_bytes:
+                mine.append(parsed[1])
+            else:
+                other += 1
+        mine.sort()
+        sizes = self.sizes(mine)
+        numbers = sum(self.layout.bounds(j)[1] for j, n in zip(mine, sizes, strict=True) if n)
+        prefix = 0
+        for j, n in zip(mine, sizes, strict=True):
+            if j != prefix or not n:
+                break
+            prefix += 1
+        claims = sum(1 for _ in self._redis.scan_iter(match=keys.CLAIM_PREFIX + "*"))
+        return CacheStats(
+            segment_bytes=self.layout.segment_bytes,
+            segments=sum(1 for n in sizes if n),
+            numbers=numbers,
+            bytes=sum(sizes),
+            prefix_sn=self.layout.start(prefix),
+            claims=claims,
+            other_layouts=other,
+            counters=self.counters(),
+        )
+
+    @store_call(_STORE)
+    def clear(self, reset_counters: bool = False) -> int:
+        """Delete every segment and claim (all layouts); return how many."""
+        deleted = 0
+        for pattern in (keys.SEGMENT_PREFIX + "*", keys.CLAIM_PREFIX + "*"):
+            deleted += self._unlink_all(self._redis.scan_iter(match=pattern, count=_SCAN_COUNT))
+        if reset_counters:
+            self._redis.delete(keys.STATS_KEY)
+        return deleted
+
+    def _unlink_all(self, found: Iterable[bytes]) -> int:
+        batch: list[bytes] = []
+        deleted = 0
+        for key in found:
+            batch.append(key)
+            if len(batch) >= _SCAN_COUNT:
+                deleted += int(self._redis.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(self._redis.unlink(*batch))
+        return deleted
+
+
+def _header_digits(head: bytes, start: int, count: int) -> int:
+    """Return total digits from a segment header, checking it is segment j's."""
+    _, _, _, _, h_start, h_count, _, digits = HEADER.unpack_from(head)
+    if (h_start, h_count) != (start, count):
+        raise SegmentError(
+            f"stored segment holds F({h_start})+{h_count}, expected F({start})+{count}"
+        )
+    return int(digits)

@@ -1,0 +1,216 @@
+"""The task model and the task store (Redis #1).
+
+A task is the hash fibod:task:<id> with fields sn, state, done,
+text_bytes, created, started, finished (ms since the epoch) and error.
+Ready and failed tasks expire after `task_ttl_s`; queued and running
+ones do not. Ids carry their creation time (12 hex digits of ms, then 8
+random hex digits), so an absent id can be told "expired" from "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from fibod import keys
+from fibod.errors import ExpiredError, InputError, NotFoundError
+from fibod.redis_client import store_call
+
+TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
+_STORE = "task store"
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
+def now_ms() -> int:
+    """Return wall-clock time in ms, the unit of every task timestamp."""
+    return time.time_ns() // 1_000_000
+
+
+def new_task_id(created_ms: int) -> str:
+    """Make an id that embeds its creation time."""
+    return f"{created_ms:012x}{secrets.token_hex(4)}"
+
+
+def parse_task_id(text: str) -> str:
+    """Accept exactly 20 lowercase hex digits, else raise InputError."""
+    if not TASK_ID_RE.fullmatch(text):
+        raise InputError(f"malformed task id {text[:40]!r}: expected 20 lowercase hex digits")
+    return text
+
+
+def id_created_ms(task_id: str) -> int:
+    """Return the creation time embedded in a well-formed id."""
+    return int(task_id[:12], 16)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task as the task store holds it."""
+
+    id: str
+    sn: int
+    state: TaskState
+    done: int = 0
+    text_bytes: int | None = None
+    created: int | None = None
+    started: int | None = None
+    finished: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Describe the task for clients (GET /myapp/tasks/<id>)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "sn": self.sn,
+            "state": str(self.state),
+            "progress": self.done,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+        }
+        if self.text_bytes is not None:
+            body["text_bytes"] = self.text_bytes
+        if self.error:
+            body["error"] = self.error
+        return body
+
+    @classmethod
+    def from_hash(cls, task_id: str, fields: dict[str, str]) -> Task:
+        """Build a task from its Redis hash."""
+
+        def opt_int(name: str) -> int | None:
+            value = fields.get(name)
+            return int(value) if value not in (None, "") else None
+
+        return cls(
+            id=task_id,
+            sn=int(fields["sn"]),
+            state=TaskState(fields["state"]),
+            done=int(fields.get("done") or 0),
+            text_bytes=opt_int("text_bytes"),
+            created=opt_int("created"),
+            started=opt_int("started"),
+            finished=opt_int("finished"),
+            error=fields.get("error") or None,
+        )
+
+
+class TaskStore:
+    """Create, read and move tasks between states in Redis #1."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int, clock: Callable[[], int] = now_ms) -> None:
+        self._redis = client  # decode_responses=True
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._update = client.register_script(keys.UPDATE_TASK_LUA)
+        self._start = client.register_script(keys.START_TASK_LUA)
+        self._requeue = client.register_script(keys.REQUEUE_TASK_LUA)
+
+    @store_call(_STORE)
+    def create(self, sn: int) -> Task:
+        """Store a new queued task (ready at once when sn is 0)."""
+        created = self._clock()
+        task_id = new_task_id(created)
+        if sn == 0:  # nothing to compute: ready now, no queue round trip
+            task = Task(task_id, 0, TaskState.READY, 0, 0, created, created, created)
+        else:
+            task = Task(task_id, sn, TaskState.QUEUED, created=created)
+        mapping = {k: v for k, v in self._fields(task).items() if v != ""}
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.task_key(task_id), mapping=mapping)
+            if task.state is TaskState.READY:
+                pipe.expire(keys.task_key(task_id), self.ttl_s)
+            pipe.execute()
+        return task
+
+    @store_call(_STORE)
+    def get(self, task_id: str) -> Task | None:
+        """Return the task, or None if it is absent."""
+        fields = self._redis.hgetall(keys.task_key(task_id))
+        return Task.from_hash(task_id, fields) if fields else None
+
+    def lookup(self, task_id: str) -> Task:
+        """Return the task or raise ExpiredError / NotFoundError."""
+        task = self.get(task_id)
+        if task is not None:
+            return task
+        if id_created_ms(task_id) + self.ttl_s * 1000 < self._clock():
+            raise ExpiredError(f"task {task_id} has expired")
+        raise NotFoundError(f"no task with id {task_id}")
+
+    @store_call(_STORE)
+    def delete(self, task_id: str) -> None:
+        """Remove a task (its queue message could not be produced)."""
+        self._redis.delete(keys.task_key(task_id))
+
+    @store_call(_STORE)
+    def mark_running(self, task_id: str) -> bool:
+        """Record that a worker started; False if absent or finished."""
+        return bool(self._start(keys=[keys.task_key(task_id)], args=[self._clock()]))
+
+    def set_progress(self, task_id: str, done: int) -> bool:
+        """Record how many numbers of the task are stored."""
+        return self._set(task_id, -1, done=done)
+
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool:
+        """Mark the task ready with its text length; start its TTL."""
+        return self._set(
+            task_id,
+            self.ttl_s,
+            state=TaskState.READY.value,
+            done=sn,
+            text_bytes=text_bytes,
+            finished=self._clock(),
+        )
+
+    def mark_failed(self, task_id: str, error: str) -> bool:
+        """Mark the task failed with a reason; start its TTL."""
+        return self._set(
+            task_id,
+            self.ttl_s,
+            state=TaskState.FAILED.value,
+            error=error[:500],
+            finished=self._clock(),
+        )
+
+    @store_call(_STORE)
+    def requeue(self, task_id: str) -> bool:
+        """Turn a ready task back to queued; True for the one caller that did."""
+        return bool(self._requeue(keys=[keys.task_key(task_id)]))
+
+    @store_call(_STORE)
+    def _set(self, task_id: str, ttl_s: int, **fields: object) -> bool:
+        args: list[object] = [ttl_s]
+        for name, value in fields.items():
+            args += [name, value]
+        return bool(self._update(keys=[keys.task_key(task_id)], args=args))
+
+    @staticmethod
+    def _fields(task: Task) -> dict[str, str]:
+        def text(value: object) -> str:
+            return "" if value is None else str(value)
+
+        return {
+            "sn": text(task.sn),
+            "state": task.state.value,
+            "done": text(task.done),
+            "text_bytes": text(task.text_bytes),
+            "created": text(task.created),
+            "started": text(task.started),
+            "finished": text(task.finished),
+        }

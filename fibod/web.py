@@ -1,0 +1,114 @@
+"""The submit app: GET /myapp/fibo?sn=N creates a task and queues it.
+
+`create_app(settings, tasks, publisher)` builds the app from its parts
+(tests pass stubs); `get_app()` wires the real task store and Kafka for
+gunicorn. A task is answered 202 only once Kafka has acknowledged it;
+when Kafka cannot take it the task hash is deleted and the client gets
+503, so no half-created task is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Protocol
+
+import falcon
+
+from fibod.config import Settings
+from fibod.errors import UnavailableError
+from fibod.httputil import TEXT, install_error_handlers, wants_json
+from fibod.openapi import OPENAPI_YAML
+from fibod.params import parse_sn, query_params, single
+from fibod.queue import KIND_TASK, QueueMessage
+from fibod.tasks import Task, TaskState
+
+log = logging.getLogger("fibod.web")
+
+
+class TaskCreator(Protocol):
+    """The part of the task store the submit app uses."""
+
+    def create(self, sn: int) -> Task: ...
+
+    def delete(self, task_id: str) -> None: ...
+
+
+class Publisher(Protocol):
+    """The part of the Kafka publisher the submit app uses."""
+
+    def publish(self, message: QueueMessage, partition: int | None = None) -> None: ...
+
+
+def task_links(task_id: str) -> dict[str, str]:
+    """Return the URLs where a task's status and result are found."""
+    return {
+        "status_url": f"/myapp/tasks/{task_id}",
+        "result_url": f"/myapp/fibotask?id={task_id}",
+    }
+
+
+class SubmitResource:
+    """GET /myapp/fibo?sn=N."""
+
+    def __init__(self, settings: Settings, tasks: TaskCreator, publisher: Publisher) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._publisher = publisher
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Validate sn, store the task, queue it, answer 202 with its id."""
+        sn = parse_sn(single(query_params(req.query_string), "sn") or "", self._settings.max_sn)
+        task = self._tasks.create(sn)
+        if task.state is not TaskState.READY:  # sn=0 is ready at creation
+            try:
+                self._publisher.publish(QueueMessage(KIND_TASK, task.id, sn))
+            except UnavailableError:
+                self._forget(task.id)
+                raise
+        resp.status = falcon.HTTP_202
+        resp.location = task_links(task.id)["status_url"]
+        resp.cache_control = ["no-store"]
+        if wants_json(req):
+            resp.media = task.to_json() | task_links(task.id)
+        else:
+            resp.content_type = TEXT
+            resp.text = task.id
+
+    def _forget(self, task_id: str) -> None:
+        try:
+            self._tasks.delete(task_id)
+        except UnavailableError as exc:  # both stores down: report the queue's error
+            log.error("could not delete unqueued task %s: %s", task_id, exc)
+
+
+class OpenApiResource:
+    """GET /openapi.yaml: the API description."""
+
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
+        """Serve the OpenAPI document."""
+        resp.content_type = "application/yaml"
+        resp.text = OPENAPI_YAML
+
+
+def create_app(settings: Settings, tasks: TaskCreator, publisher: Publisher) -> falcon.App:
+    """Build the submit app from its parts."""
+    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_route("/myapp/fibo", SubmitResource(settings, tasks, publisher))
+    app.add_route("/openapi.yaml", OpenApiResource())
+    install_error_handlers(app, settings.retry_after_s)
+    return app
+
+
+def get_app() -> falcon.App:
+    """Build the submit app on the real task store and Kafka (gunicorn)."""
+    from fibod.queue import TaskPublisher
+    from fibod.redis_client import connect
+    from fibod.tasks import TaskStore
+
+    logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
+    settings = Settings.from_env()
+    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+    publisher = TaskPublisher.from_settings(settings, f"fibod-submit-{os.getpid()}")
+    return create_app(settings, tasks, publisher)

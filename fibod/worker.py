@@ -1,0 +1,286 @@
+"""The executor: consume -> plan -> compute -> store -> mark -> commit.
+
+Run as `python -m fibod.worker`, one process per core. A "task" message
+makes this worker the task's owner: it asks other workers for help,
+computes missing segments under claims, waits for the ones others hold,
+then records the text length, marks the task ready and only then commits
+the offset (at-least-once). A "help" message computes unclaimed missing
+segments of a task and commits. During long units every assigned
+partition is paused and the consumer keeps polling, so Kafka never
+evicts the worker for exceeding max.poll.interval.ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import types
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from fibod import keys, planner
+from fibod.config import Settings
+from fibod.errors import UnavailableError
+from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
+from fibod.redis_client import connect
+from fibod.segments import SegmentLayout
+from fibod.sequences import SequenceStore
+from fibod.tasks import TaskState, TaskStore
+
+log = logging.getLogger("fibod.worker")
+
+#: Seconds an idle consumer blocks in poll().
+POLL_TIMEOUT_S = 1.0
+#: Seconds between store checks while others compute our segments.
+WAIT_STEP_S = 0.005
+#: Seconds between consumer polls (paused) during a long unit.
+KEEPALIVE_EVERY_S = 0.2
+#: Seconds between progress updates of a running task.
+PROGRESS_EVERY_S = 0.2
+#: Seconds to back off after a store or broker failure.
+BACKOFF_S = 1.0
+
+
+class Abandoned(Exception):
+    """The current unit must stop uncommitted (shutdown or revocation)."""
+
+
+class Worker:
+    """One consumer of the worker group and the loop that drives it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: Consumer,
+        publisher: TaskPublisher,
+        tasks: TaskStore,
+        sequences: SequenceStore,
+        owner_id: str,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self.publisher = publisher
+        self.tasks = tasks
+        self.sequences = sequences
+        self.layout = sequences.layout
+        self.owner_id = owner_id
+        self.builder = planner.SegmentBuilder(sequences, owner_id, settings.claim_lease_ms)
+        self.stopping = False
+        self._unit: TopicPartition | None = None
+        self._revoked = False
+        self._paused = False
+        self._last_keepalive = 0.0
+
+    def request_stop(self, signum: int, _frame: types.FrameType | None) -> None:
+        """Note a stop signal; the loop acts on it (handler does nothing else)."""
+        self.stopping = True
+
+    def run(self) -> None:
+        """Consume until asked to stop, then leave the group cleanly."""
+        self.consumer.subscribe(
+            [self.settings.task_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        log.info("worker %s consuming %s", self.owner_id, self.settings.task_topic)
+        try:
+            while not self.stopping:
+                msg = self.consumer.poll(POLL_TIMEOUT_S)
+                if msg is None:
+                    continue
+                if msg.error():
+                    log.warning("consumer error: %s", msg.error())
+                    continue
+                self.handle(msg)
+        finally:
+            log.info("worker %s leaving the group", self.owner_id)
+            self.consumer.close()
+            self.publisher.close()
+
+    def handle(self, msg: Message) -> None:
+        """Run one message's unit; commit it only if the unit finished."""
+        self._unit = TopicPartition(msg.topic(), msg.partition())
+        self._revoked = False
+        try:
+            try:
+                message = QueueMessage.decode(msg.value())
+            except ValueError as exc:
+                log.error("skipping malformed message at %s: %s", _where(msg), exc)
+            else:
+                self._run_unit(message, msg)
+            self._commit(msg)
+        except Abandoned as exc:
+            log.info("abandoned %s uncommitted: %s", _where(msg), exc)
+        except UnavailableError as exc:
+            log.warning("store unavailable at %s, retrying: %s", _where(msg), exc)
+            self._rewind(msg)
+            time.sleep(BACKOFF_S)
+        finally:
+            self._unit = None
+            self._resume()
+
+    def _run_unit(self, message: QueueMessage, msg: Message) -> None:
+        try:
+            if message.kind == KIND_TASK:
+                self.run_task(message)
+            else:
+                self.run_help(message)
+        except (Abandoned, UnavailableError):
+            raise
+        except Exception as exc:  # a bug or bad data: fail the task, do not loop on it
+            log.exception("unit %s failed", message)
+            if message.kind == KIND_TASK:
+                self.tasks.mark_failed(message.task_id, f"{type(exc).__name__}: {exc}")
+
+    def run_task(self, message: QueueMessage) -> None:
+        """Own a task: get all its segments stored, then mark it ready."""
+        task = self.tasks.get(message.task_id)
+        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+            log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
+            return
+        if task.sn != message.sn or task.sn > self.settings.max_sn:
+            self.tasks.mark_failed(task.id, f"invalid task: sn {message.sn} (stored {task.sn})")
+            return
+        self.tasks.mark_running(task.id)
+        sn = task.sn
+        js = planner.task_segments(self.layout, sn)
+        missing = self.sequences.missing(js)
+        self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
+        if len(missing) > 1:
+            self._ask_for_help(message, len(missing))
+        while True:
+            self._build(missing, task_id=task.id, sn=sn)
+            text_bytes = self.sequences.text_bytes(js, sn)
+            if text_bytes is not None:
+                break
+            missing = self.sequences.missing(js)  # evicted meanwhile: build again
+        if self.tasks.mark_ready(task.id, sn, text_bytes):
+            self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
+        log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
+
+    def run_help(self, message: QueueMessage) -> None:
+        """Compute unclaimed missing segments of someone else's task."""
+        task = self.tasks.get(message.task_id)
+        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+            return
+        if message.sn > self.settings.max_sn:
+            return
+        js = planner.task_segments(self.layout, message.sn)
+        self._build(self.sequences.missing(js), task_id=None, sn=message.sn)
+
+    def _build(self, pending: list[int], task_id: str | None, sn: int) -> None:
+        """Compute pending segments; the owner (task_id set) waits for all."""
+        last_progress = time.monotonic()
+        while pending:
+            self._keep_alive()
+            pending = self.sequences.missing(pending)
+            if not pending:
+                break
+            if task_id is not None and time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                self._report_progress(task_id, sn, pending)
+                last_progress = time.monotonic()
+            step = self.builder.build_one(pending)
+            if step is not None:
+                pending = [j for j in pending if j != step.j]
+            elif task_id is None:
+                return  # a helper does not wait for others' claims
+            else:
+                time.sleep(WAIT_STEP_S)
+
+    def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
+        waiting = set(pending)
+        present = [j for j in self.layout.covering(sn) if j not in waiting]
+        self.tasks.set_progress(task_id, planner.numbers_done(self.layout, sn, present))
+
+    def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
+        own = [tp.partition for tp in self.consumer.assignment()]
+        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn)
+        for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
+            self.publisher.publish_nowait(help_msg, partition)
+
+    def _keep_alive(self) -> None:
+        """Stay in the group during a long unit: pause all, poll, check flags."""
+        if self.stopping:
+            raise Abandoned("stop requested")
+        now = time.monotonic()
+        if now - self._last_keepalive < KEEPALIVE_EVERY_S:
+            return
+        self._last_keepalive = now
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.pause(assigned)  # also pauses partitions assigned meanwhile
+            self._paused = True
+        stray = self.consumer.poll(0)
+        if stray is not None and not stray.error():
+            self._rewind(stray)  # from a partition assigned just now: read it later
+        if self._revoked:
+            raise Abandoned("partition revoked")
+        if self.stopping:
+            raise Abandoned("stop requested")
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            try:
+                self.consumer.resume(self.consumer.assignment())
+            except KafkaException as exc:
+                log.warning("resume failed: %s", exc)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        unit = self._unit
+        if unit is not None and any(
+            (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
+        ):
+            self._revoked = True
+
+    def _commit(self, msg: Message) -> None:
+        if self._revoked:
+            raise Abandoned("partition revoked before commit")
+        try:
+            self.consumer.commit(message=msg, asynchronous=False)
+        except KafkaException as exc:
+            # e.g. a rebalance took the partition: the new owner redoes the
+            # unit, which finds the segments stored and the task ready
+            log.warning("commit of %s failed: %s", _where(msg), exc)
+
+    def _rewind(self, msg: Message) -> None:
+        try:
+            self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+        except KafkaException as exc:
+            log.warning("could not rewind to %s: %s", _where(msg), exc)
+
+
+def _where(msg: Message) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Wire a worker from settings (the real Kafka and Redis)."""
+    owner_id = f"{socket.gethostname()}:{os.getpid()}"
+    consumer = Consumer(consumer_config(settings, f"fibod-worker-{os.getpid()}"))
+    publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
+    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+    sequences = SequenceStore(
+        connect(settings.sequence_redis_url, settings, decode=False),
+        SegmentLayout(settings.segment_bytes),
+    )
+    return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
+
+
+def main(argv: Any = None) -> int:
+    """Run one worker until SIGTERM or SIGINT."""
+    logging.basicConfig(
+        level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    worker = build_worker(Settings.from_env())
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""The whole pipeline through nginx: submit, Kafka, workers, Redis, fetch.
+
+Runs against the real stack (scripts/up.sh) via the `stack` fixture; no
+part is mocked. Byte checks compare with plain Python ints and str().
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+
+from fibod import keys
+from fibod.config import Settings
+from fibod.segments import OVERHEAD_BYTES, SegmentLayout, read_header, segment_numbers
+from fibod.sequences import SequenceStore
+
+pytestmark = pytest.mark.integration
+
+#: Longest a test waits for one task, seconds.
+TASK_TIMEOUT_S = 60
+#: Spans 10 default (2 MiB) segments, ~42 MB of text.
+BIG_SN = 20_000
+LAYOUT = SegmentLayout(Settings().segment_bytes)
+
+
+class Client(requests.Session):
+    """An HTTP session on the stack's base URL, with the client's flow."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def get_path(self, path: str, **kwargs: object) -> requests.Response:
+        """GET a path of the base URL."""
+        return self.get(self.base_url + path, timeout=TASK_TIMEOUT_S, **kwargs)  # type: ignore[arg-type]
+
+    def submit(self, sn: int | str) -> str:
+        """Submit a task; return its id."""
+        resp = self.get_path("/myapp/fibo", params={"sn": sn})
+        assert resp.status_code == 202, resp.text
+        return resp.text
+
+    def fetch(self, task_id: str, **params: str) -> requests.Response:
+        """Long-poll the query form until the task is ready or failed."""
+        deadline = time.monotonic() + TASK_TIMEOUT_S
+        while True:
+            resp = self.get_path("/myapp/fibotask", params={"id": task_id, "wait": "20", **params})
+            if resp.content[:1] != b"\x01" or time.monotonic() > deadline:
+                return resp
+
+
+@pytest.fixture
+def http(stack) -> Iterator[Client]:
+    with Client(stack.base_url) as client:
+        yield client
+
+
+class StoreProbe(SequenceStore):
+    """The real sequence store plus what tests do to it (evict one segment)."""
+
+    def delete_segment(self, j: int) -> None:
+        self._redis.delete(keys.segment_key(self.layout.segment_bytes, j))
+
+
+@pytest.fixture
+def sequence_store(stack, sequence_redis: redis.Redis) -> StoreProbe:
+    assert Settings.from_env(stack.env).segment_bytes == LAYOUT.segment_bytes
+    return StoreProbe(sequence_redis, LAYOUT)
+
+
+@functools.cache
+def _reference_strings(sn: int) -> tuple[str, ...]:
+    sys.set_int_max_str_digits(0)
+    out, a, b = [], 0, 1
+    for _ in range(sn):
+        out.append(str(a))
+        a, b = b, a + b
+    return tuple(out)
+
+
+def reference(sn: int, sep: str = " ") -> bytes:
+    """F(0)..F(sn-1) from plain Python ints and str(), each followed by sep."""
+    numbers = _reference_strings(max(sn, BIG_SN))[:sn]
+    return "".join(n + sep for n in numbers).encode()
+
+
+def test_small_sequences_end_to_end(http, sn: int) -> None:
+    # given a submitted task
+    task_id = http.submit(sn)
+    # when it is fetched with a long-poll
+    resp = http.fetch(task_id)
+    # then the body is 0x00 and exactly F(0)..F(sn-1), each followed by a space
+    assert resp.status_code == 200
+    assert resp.content == b"\x00" + reference(sn)
+    assert int(resp.headers["Content-Length"]) == 1 + len(reference(sn))
+
+
+def test_many_segments_cold_and_both_url_forms(http, sequence_store) -> None:
+    # given an empty sequence store
+    sequence_store.clear()
+    # when a task spanning many segments is submitted and fetched
+    task_id = http.submit(BIG_SN)
+    resp = http.fetch(task_id)
+    # then the whole body matches the reference byte for byte
+    assert resp.status_code == 200
+    assert resp.content == b"\x00" + reference(BIG_SN)
+    # and the original path form streams the same bytes
+    again = http.get_path(f"/myapp/fibotask/id={task_id}")
+    assert again.status_code == 200
+    assert again.content == resp.content
+
+
+def test_original_client_flow(http) -> None:
+    # given a submit asking for JSON
+    resp = http.get_path(
+        "/myapp/fibo", params={"sn": "3000"}, headers={"Accept": "application/json"}
+    )
+    assert resp.status_code == 202
+    body = resp.json()
+    assert (body["sn"], body["state"]) == (3000, "queued")
+    assert resp.headers["Location"] == f"/myapp/tasks/{body['id']}"
+    # when the client polls the query form until the first byte is 0
+    deadline = time.monotonic() + 30
+    while True:
+        got = http.get_path(f"/myapp/fibotask?id={body['id']}")
+        if got.content[:1] == b"\x00" or time.monotonic() > deadline:
+            break
+        assert got.content[:1] == b"\x01"
+        assert got.status_code == 202 and "Retry-After" in got.headers
+        time.sleep(0.05)
+    # then the rest is the sequence
+    assert got.content[1:] == reference(3000)
+
+
+def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequence_store) -> None:
+    # given an empty store and clients asking for the same and overlapping ranges at once
+    sequence_store.clear()
+    before = sequence_store.counters()
+    sns = [BIG_SN, BIG_SN, 15_000, 12_000, 18_000, BIG_SN]
+
+    def client(sn: int) -> bytes:
+        with Client(stack.base_url) as session:
+            return session.fetch(session.submit(sn)).content
+
+    # when they run in parallel
+    with ThreadPoolExecutor(len(sns)) as pool:
+        bodies = list(pool.map(client, sns))
+    # then every answer is right
+    for sn, body in zip(sns, bodies, strict=True):
+        assert body == b"\x00" + reference(sn)
+    # and each needed segment was computed exactly once, across all workers
+    after = sequence_store.counters()
+    assert after["segments_computed"] - before["segments_computed"] == len(LAYOUT.covering(BIG_SN))
+    assert after["segments_duplicate"] == before["segments_duplicate"]
+
+
+def test_stored_prefix_is_reused(http, sequence_store) -> None:
+    # given the first BIG_SN numbers stored
+    sequence_store.clear()
+    assert http.fetch(http.submit(BIG_SN)).content[:1] == b"\x00"
+    before = sequence_store.counters()
+    # when a longer sequence is asked for
+    longer = BIG_SN + 5_000
+    resp = http.fetch(http.submit(longer))
+    # then the stored segments were reused and only the new ones computed
+    after = sequence_store.counters()
+    stored, needed = len(LAYOUT.covering(BIG_SN)), len(LAYOUT.covering(longer))
+    assert after["segments_reused"] - before["segments_reused"] == stored
+    assert after["segments_computed"] - before["segments_computed"] == needed - stored
+    assert resp.content[: 1 + len(reference(BIG_SN))] == b"\x00" + reference(BIG_SN)
+    assert int(resp.headers["Content-Length"]) == len(resp.content)
+
+
+def test_formats_lines_and_binary(http) -> None:
+    task_id = http.submit(5000)
+    lines = http.fetch(task_id, format="lines")
+    assert lines.content == b"\x00" + reference(5000, "\n")
+    binary = http.fetch(task_id, format="binary")
+    assert binary.status_code == 200
+    assert binary.headers["Content-Type"] == "application/octet-stream"
+    numbers = _binary_numbers(binary.content[1:])
+    assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference(5000)
+
+
+def _binary_numbers(data: bytes) -> list[int]:
+    """Split concatenated segments and decode them in order."""
+    numbers: list[int] = []
+    pos = 0
+    while pos < len(data):
+        payload_bytes = int.from_bytes(data[pos + 20 : pos + 24], "little")
+        end = pos + OVERHEAD_BYTES + payload_bytes
+        header = read_header(data[pos:end])
+        assert header.start == len(numbers)
+        numbers += segment_numbers(data[pos:end])
+        pos = end
+    return numbers
+
+
+def test_evicted_segment_is_recomputed_on_fetch(http, sequence_store) -> None:
+    # given a ready task whose middle segment was evicted from the store
+    task_id = http.submit(12_000)
+    assert http.fetch(task_id).content[:1] == b"\x00"
+    sequence_store.delete_segment(LAYOUT.index_of(9_000))
+    # when it is fetched without waiting, then it is pending again
+    quick = http.get_path("/myapp/fibotask", params={"id": task_id})
+    assert quick.content[:1] == b"\x01"
+    # and a long-poll gets the full, right sequence after recomputation
+    assert http.fetch(task_id).content == b"\x00" + reference(12_000)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sn=-1", "sn=1.5", "sn=", "sn=99999999999999999999", "sn=1&sn=2", "sn=%D9%A3", "sn=abc", ""],
+)
+def test_bad_sn_is_400_with_reason(http, query: str) -> None:
+    resp = http.get_path(f"/myapp/fibo?{query}")
+    assert resp.status_code == 400
+    assert "sn" in resp.text
+
+
+def test_unknown_malformed_and_expired_ids(http) -> None:
+    unknown = f"{int(time.time() * 1000):012x}00000000"
+    expired = f"{int(time.time() * 1000) - 400 * 86400 * 1000:012x}00000000"
+    for url in (f"/myapp/fibotask?id={unknown}", f"/myapp/fibotask/id={unknown}"):
+        resp = http.get_path(url)
+        assert resp.status_code == 404 and unknown in resp.text
+    assert http.get_path(f"/myapp/tasks/{unknown}").status_code == 404
+    for url in ("/myapp/fibotask?id=xyz", "/myapp/fibotask/id=XYZ", "/myapp/tasks/123"):
+        resp = http.get_path(url)
+        assert resp.status_code == 400 and "malformed" in resp.text
+    resp = http.get_path(f"/myapp/fibotask?id={expired}")
+    assert resp.status_code == 410 and resp.content[:1] == b"\x03"
+
+
+def test_task_status_json(http) -> None:
+    task_id = http.submit(1000)
+    http.fetch(task_id)
+    resp = http.get_path(f"/myapp/tasks/{task_id}")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert (body["id"], body["sn"], body["state"]) == (task_id, 1000, "ready")
+    assert body["progress"] == 1000
+    assert body["created"] <= body["started"] <= body["finished"]

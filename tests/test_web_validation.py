@@ -1,0 +1,103 @@
+"""The submit app with stub stores: validation, answers, failure paths."""
+
+from __future__ import annotations
+
+import falcon.testing
+import pytest
+
+from fibod.config import Settings
+from fibod.queue import KIND_TASK
+from fibod.tasks import TaskState
+from fibod.testing import MemoryTaskStore, RecordingPublisher
+from fibod.web import create_app
+
+SETTINGS = Settings(max_sn=200_000)
+
+
+@pytest.fixture
+def parts() -> tuple[MemoryTaskStore, RecordingPublisher]:
+    return MemoryTaskStore(), RecordingPublisher()
+
+
+@pytest.fixture
+def client(parts) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(SETTINGS, *parts))
+
+
+def test_submit_answers_202_with_id_and_location(client, parts) -> None:
+    tasks, publisher = parts
+    resp = client.simulate_get("/myapp/fibo", query_string="sn=1000")
+    assert resp.status_code == 202
+    task_id = resp.text
+    assert resp.headers["location"] == f"/myapp/tasks/{task_id}"
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert tasks.tasks[task_id].state is TaskState.QUEUED
+    (message, partition), *_ = publisher.messages
+    assert (message.kind, message.task_id, message.sn) == (KIND_TASK, task_id, 1000)
+    assert partition is None
+
+
+def test_submit_json_when_asked(client) -> None:
+    resp = client.simulate_get(
+        "/myapp/fibo", query_string="sn=5", headers={"Accept": "application/json"}
+    )
+    assert resp.status_code == 202
+    assert resp.json["sn"] == 5
+    assert resp.json["state"] == "queued"
+    assert resp.json["result_url"] == f"/myapp/fibotask?id={resp.json['id']}"
+
+
+def test_sn_zero_is_ready_without_queueing(client, parts) -> None:
+    tasks, publisher = parts
+    resp = client.simulate_get("/myapp/fibo", query_string="sn=0")
+    assert resp.status_code == 202
+    assert tasks.tasks[resp.text].state is TaskState.READY
+    assert publisher.messages == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "sn=",
+        "sn=-1",
+        "sn=1.5",
+        "sn=200001",
+        "sn=99999999999999999999999999",
+        "sn=1&sn=2",
+        "sn=%D9%A3",  # ARABIC-INDIC DIGIT THREE
+        "sn=%EF%BC%91",  # FULLWIDTH DIGIT ONE
+        "sn=%20%31",
+        "sn=%ff",
+        "n=5",
+    ],
+)
+def test_bad_sn_is_400_with_reason(client, parts, query: str) -> None:
+    resp = client.simulate_get("/myapp/fibo", query_string=query)
+    assert resp.status_code == 400
+    assert resp.headers["content-type"].startswith("text/plain")
+    assert "sn" in resp.text or "UTF-8" in resp.text
+    assert parts[0].tasks == {}
+
+
+def test_kafka_down_is_503_and_leaves_no_task(client, parts) -> None:
+    tasks, publisher = parts
+    publisher.down = True
+    resp = client.simulate_get("/myapp/fibo", query_string="sn=10")
+    assert resp.status_code == 503
+    assert "Retry-After" in resp.headers
+    assert "queue" in resp.text
+    assert tasks.tasks == {}
+
+
+def test_task_store_down_is_503(client, parts) -> None:
+    parts[0].down = True
+    resp = client.simulate_get("/myapp/fibo", query_string="sn=10")
+    assert resp.status_code == 503
+    assert "task store" in resp.text
+
+
+def test_openapi_is_served(client) -> None:
+    resp = client.simulate_get("/openapi.yaml")
+    assert resp.status_code == 200
+    assert "/myapp/fibotask" in resp.text
