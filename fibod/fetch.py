@@ -87,7 +87,13 @@ class FetchResource:
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
     ) -> None:
         """Answer the task's status byte, and the sequence once ready."""
-        params = query_params(req.query_string)
+        query = req.query_string
+        if task_id is not None and "&" in task_id:
+            # the original path form takes options the same way:
+            # /myapp/fibotask/id=<id>&wait=10 is /myapp/fibotask?id=<id>&wait=10
+            task_id, extra = task_id.split("&", 1)
+            query = f"{extra}&{query}" if query else extra
+        params = query_params(query)
         if task_id is None:
             task_id = single(params, "id") or ""
         task_id = parse_task_id(task_id)

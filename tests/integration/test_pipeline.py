@@ -91,6 +91,7 @@ def reference(sn: int, sep: str = " ") -> bytes:
     return "".join(n + sep for n in numbers).encode()
 
 
+@pytest.mark.parametrize("sn", [0, 1, 2, 10, 1000])
 def test_small_sequences_end_to_end(http, sn: int) -> None:
     # given a submitted task
     task_id = http.submit(sn)
@@ -248,3 +249,12 @@ def test_task_status_json(http) -> None:
     assert (body["id"], body["sn"], body["state"]) == (task_id, 1000, "ready")
     assert body["progress"] == 1000
     assert body["created"] <= body["started"] <= body["finished"]
+
+
+def test_path_form_takes_options_after_ampersand(http) -> None:
+    # given a task fetched the original way, with options appended to the path
+    task_id = http.submit(12)
+    resp = http.get_path(f"/myapp/fibotask/id={task_id}&wait=20&format=lines")
+    # then the options apply as they do in the query form
+    assert resp.status_code == 200
+    assert resp.content == b"\x00" + reference(12, "\n")
