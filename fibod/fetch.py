@@ -27,7 +27,7 @@ from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import get_kernel
 from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
 from fibod.queue import KIND_TASK, QueueMessage
-from fibod.segments import SegmentLayout, read_header, render_segment, validate_segment
+from fibod.segments import SegmentLayout, read_header, segment_text, validate_segment
 from fibod.tasks import Task, TaskState, parse_task_id
 from fibod.web import Publisher, task_links
 
@@ -158,7 +158,6 @@ class FetchResource:
         """Yield the status byte and the body, one large block at a time."""
         kernel = get_kernel()
         sep = FORMATS[fmt]
-        chunk = self._settings.write_chunk_bytes
         head = READY
         pending: Future[bytes | None] | None = None
         try:
@@ -179,13 +178,12 @@ class FetchResource:
                         head = b""
                     yield segment
                     continue
-                wanted = min(count, sn - start)
-                for block in render_segment(segment, wanted, sep, chunk, kernel):
-                    if head:
-                        yield head + block  # one copy, as for every block
-                        head = b""
-                    else:
-                        yield bytes(block)  # the next block reuses the buffer
+                if head:
+                    yield head
+                    head = b""
+                # one fresh buffer per segment (a few MB): handed to the
+                # socket as is, no copy per block
+                yield segment_text(segment, min(count, sn - start), sep, kernel)
             if head:
                 yield head
         finally:

@@ -46,6 +46,9 @@ class Kernel(Protocol):
     ) -> Iterator[memoryview]:
         """Yield a checked payload's numbers as text blocks."""
 
+    def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
+        """Return a checked payload's first `count` numbers as one bytes."""
+
 
 def max_text_bytes(index: int) -> int:
     """Return an upper bound on len(str(F(m))) + 1 for every m <= index."""
@@ -104,6 +107,10 @@ class FastKernel:
                 raise ValueError("payload ended before its count of numbers")
             count -= done
             yield view[:n]
+
+    def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
+        # sized exactly and rendered in one call: a server can send it as is
+        return _fastfib.payload_text(payload, count, sep[0])
 
 
 class PlainKernel:
@@ -207,6 +214,9 @@ class PlainKernel:
             pos += 4 + nb
         if out:
             yield memoryview(b"".join(out))
+
+    def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
+        return b"".join(bytes(b) for b in self.iter_payload_text(payload, count, sep))
 
 
 def _int_digits(value: int) -> str:

@@ -126,6 +126,23 @@ def render_segment(
     return kern.iter_payload_text(payload_of(segment, header), wanted, sep, chunk_bytes)
 
 
+def segment_text(
+    segment: bytes | memoryview,
+    count: int | None = None,
+    sep: bytes = b" ",
+    kernel: Kernel | None = None,
+) -> bytes:
+    """Validate a segment; return its first `count` numbers as one bytes.
+
+    For streaming whole segments: a fresh object per segment (a few MB)
+    is handed to the socket as is, without a copy per block.
+    """
+    kern = kernel or get_kernel()
+    header = validate_segment(segment, kern)
+    wanted = header.count if count is None else min(count, header.count)
+    return kern.payload_text(payload_of(segment, header), wanted, sep)
+
+
 def segment_numbers(segment: bytes | memoryview, kernel: Kernel | None = None) -> list[int]:
     """Return the numbers of a segment as ints (for tests and tools)."""
     text = b"".join(bytes(b) for b in render_segment(segment, kernel=kernel))

@@ -145,3 +145,21 @@ def test_covering_holds_exactly_the_prefix(sn: int) -> None:
     last_start, last_count = layout.bounds(js[-1])
     assert first == 0
     assert last_start <= sn - 1 < last_start + last_count
+
+
+@pytest.mark.parametrize("count", [None, 0, 1, 17, 50])
+def test_segment_text_is_one_exact_buffer(kernel: Kernel, count: int | None) -> None:
+    from fibod.segments import segment_text
+
+    seg = encode_segment(300, 50, kernel)
+    text = segment_text(seg, count, b"\n", kernel)
+    assert bytes(text) == reference_text(300, 50 if count is None else count, "\n")
+
+
+def test_segment_text_refuses_damage(kernel: Kernel) -> None:
+    from fibod.segments import segment_text
+
+    seg = bytearray(encode_segment(300, 5, kernel))
+    seg[-1] ^= 0xFF
+    with pytest.raises(SegmentError):
+        segment_text(bytes(seg), kernel=kernel)
