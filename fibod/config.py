@@ -36,6 +36,10 @@ RETRY_AFTER_S = 1
 REDIS_TIMEOUT_S = 5
 
 
+#: Concurrent VIP streams per VIP process; one more gets 503 at once.
+VIP_MAX_STREAMS = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings of every fibod process; defaults suit one machine."""
@@ -78,6 +82,10 @@ class Settings:
     retry_after_s: int = RETRY_AFTER_S
     #: Socket timeout of Redis clients, in seconds.
     redis_timeout_s: int = REDIS_TIMEOUT_S
+    #: API keys of the VIP sync path, comma-separated; empty switches it off.
+    vip_api_keys: str = ""
+    #: Concurrent VIP streams per VIP process.
+    vip_max_streams: int = VIP_MAX_STREAMS
     #: Public base URL printed by `make up`.
     base_url: str = "http://127.0.0.1:8080"
 

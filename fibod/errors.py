@@ -47,3 +47,17 @@ class ExpiredError(FibodError):
 
     http_status = 410
     exit_code = 1
+
+
+class UnauthorizedError(FibodError):
+    """The request lacks a valid API key for a key-protected path."""
+
+    http_status = 401
+    exit_code = 77  # EX_NOPERM
+
+
+class ForbiddenError(FibodError):
+    """The path is switched off in this deployment."""
+
+    http_status = 403
+    exit_code = 77

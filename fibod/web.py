@@ -18,7 +18,7 @@ import falcon
 from fibod.config import Settings
 from fibod.errors import UnavailableError
 from fibod.httputil import TEXT, install_error_handlers, wants_json
-from fibod.openapi import OPENAPI_YAML
+from fibod.openapi import openapi_yaml
 from fibod.params import parse_sn, query_params, single
 from fibod.queue import KIND_TASK, QueueMessage
 from fibod.tasks import Task, TaskState
@@ -88,7 +88,7 @@ class OpenApiResource:
     def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
         """Serve the OpenAPI document."""
         resp.content_type = "application/yaml"
-        resp.text = OPENAPI_YAML
+        resp.text = openapi_yaml()
 
 
 def create_app(settings: Settings, tasks: TaskCreator, publisher: Publisher) -> falcon.App:

@@ -78,6 +78,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIBOD_SUBMIT_THREADS": ("8", "threads per submit process"),
     "FIBOD_FETCH_WORKERS": ("2", "gunicorn processes of the fetch app"),
     "FIBOD_FETCH_THREADS": ("16", "threads (= concurrent streams) per fetch process"),
+    "FIBOD_VIP_PORT": ("8003", "gunicorn running fibod.vip:get_app(), the VIP sync path"),
+    "FIBOD_VIP_WORKERS": ("1", "gunicorn processes dedicated to VIP streams"),
+    "FIBOD_VIP_THREADS": ("4", "threads per VIP process (FIBOD_VIP_MAX_STREAMS of them stream)"),
     "FIBOD_RATE_LIMIT": ("200r/s", "nginx: submit requests per client address"),
     "FIBOD_RATE_BURST": ("400", "nginx: submit requests queued above the rate"),
     "FIBOD_FETCH_CONN_LIMIT": ("64", "nginx: open fetch connections per client address"),
@@ -105,6 +108,9 @@ INT_SETTINGS = (
     "FIBOD_SUBMIT_THREADS",
     "FIBOD_FETCH_WORKERS",
     "FIBOD_FETCH_THREADS",
+    "FIBOD_VIP_PORT",
+    "FIBOD_VIP_WORKERS",
+    "FIBOD_VIP_THREADS",
     "FIBOD_RATE_BURST",
     "FIBOD_FETCH_CONN_LIMIT",
     "FIBOD_FETCH_TIMEOUT_S",
@@ -155,6 +161,9 @@ def write_new_env_file(path: Path) -> None:
         "",
         "# Password of both Redis servers.",
         f"FIBOD_REDIS_PASSWORD={secrets.token_hex(24)}",
+        "",
+        VIP_KEYS_DOC,
+        f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
     ]
     for key, (value, doc) in DEFAULTS.items():
         lines += ["", f"# {doc}", f"{key}={value}"]
@@ -164,6 +173,17 @@ def write_new_env_file(path: Path) -> None:
     tmp.write_text("\n".join(lines) + "\n")
     tmp.chmod(0o600)
     tmp.replace(path)
+
+
+VIP_KEYS_DOC = "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off."
+
+
+def ensure_vip_keys(path: Path) -> None:
+    """Give an env file written before the VIP path existed a key of its own."""
+    if "FIBOD_VIP_API_KEYS" in parse_env_file(path):
+        return
+    with path.open("a") as env_file:
+        env_file.write(f"\n{VIP_KEYS_DOC}\nFIBOD_VIP_API_KEYS={secrets.token_hex(24)}\n")
 
 
 def settings(environ: dict[str, str]) -> dict[str, str]:
@@ -270,6 +290,7 @@ def main() -> int:
         if not ENV_FILE.exists():
             write_new_env_file(ENV_FILE)
             print(f"render: wrote {ENV_FILE.relative_to(ROOT)} with a new Redis password")
+        ensure_vip_keys(ENV_FILE)
         public = settings(dict(os.environ))
         values = template_values(public)
         changed = []

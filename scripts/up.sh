@@ -169,7 +169,7 @@ wait_kafka() {
 
 # Start the apps and wait until supervisor reports all of them RUNNING.
 start_apps() {
-    local -a programs=(worker:* submit fetch)
+    local -a programs=(worker:* submit fetch vip)
     sv start "${programs[@]}" >/dev/null 2>&1 || true
     local deadline=$((SECONDS + WAIT_S)) status bad
     while :; do
@@ -212,7 +212,7 @@ wait_redis task
 wait_redis sequence
 wait_kafka
 if [[ $SKIP_APPS == 1 ]]; then
-    log "FIBOD_UP_SKIP_APPS=1: not starting worker, submit, fetch"
+    log "FIBOD_UP_SKIP_APPS=1: not starting worker, submit, fetch, vip"
 else
     start_apps
 fi

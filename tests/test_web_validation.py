@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import falcon.testing
 import pytest
 
@@ -101,3 +103,24 @@ def test_openapi_is_served(client) -> None:
     resp = client.simulate_get("/openapi.yaml")
     assert resp.status_code == 200
     assert "/myapp/fibotask" in resp.text
+
+
+def test_openapi_document_describes_every_route() -> None:
+    import yaml
+
+    from fibod.openapi import openapi_yaml
+
+    spec = yaml.safe_load(openapi_yaml())
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {
+        "/myapp/fibo",
+        "/myapp/fibotask",
+        "/myapp/fibotask/id={id}",
+        "/myapp/tasks/{id}",
+        "/myapp/vip/fibo",
+        "/openapi.yaml",
+    }
+    # every $ref points at a component that exists
+    text = openapi_yaml()
+    for ref in set(re.findall(r'"#/components/(\w+)/(\w+)"', text)):
+        assert ref[1] in spec["components"][ref[0]], ref
