@@ -1,8 +1,8 @@
 """Types of the Cython kernel (fibod/_fastfib.pyx)."""
 
-from collections.abc import Buffer
-
 import gmpy2
+
+Buffer = bytes | bytearray | memoryview
 
 SMALL_JUMP: int
 

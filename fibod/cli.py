@@ -91,7 +91,9 @@ def run_seq(args: argparse.Namespace, settings: Settings) -> None:
 def run_fib(args: argparse.Namespace, settings: Settings) -> None:
     """Print one Fibonacci number in decimal."""
     n = parse_count(args.n, "N", settings.max_fib_n)
-    digits = get_kernel().fib(n).digits(10)
+    import gmpy2  # imported here: `seq` need not pay for it at start-up
+
+    digits = gmpy2.mpz(get_kernel().fib(n)).digits(10)
     write_all(sys.stdout.fileno(), [digits.encode("ascii"), b"\n"])
 
 
