@@ -88,6 +88,11 @@ class FetchResource:
     ) -> None:
         """Answer the task's status byte, and the sequence once ready."""
         query = req.query_string
+        if task_id is not None:
+            # Falcon matches the "id={task_id}" segment with a `$` regex, which
+            # also matches before a trailing newline and drops it: read the id
+            # from the path itself, so "<id>%0A" is refused like any bad id.
+            task_id = req.path.rsplit("/", 1)[-1].removeprefix("id=")
         if task_id is not None and "&" in task_id:
             # the original path form takes options the same way:
             # /myapp/fibotask/id=<id>&wait=10 is /myapp/fibotask?id=<id>&wait=10

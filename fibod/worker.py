@@ -228,12 +228,19 @@ class Worker:
             except KafkaException as exc:
                 log.warning("resume failed: %s", exc)
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         unit = self._unit
         if unit is not None and any(
             (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
         ):
             self._revoked = True
+        # librdkafka keeps the application's pause flag across assignments:
+        # a partition revoked or lost while a unit paused it would come back
+        # paused, and its tasks would never be read again.
+        try:
+            consumer.resume(partitions)
+        except KafkaException as exc:
+            log.warning("resume of revoked partitions failed: %s", exc)
 
     def _commit(self, msg: Message) -> None:
         if self._revoked:

@@ -141,3 +141,11 @@ def test_status_json(parts: Parts) -> None:
     assert resp.json["state"] == "ready"
     assert resp.json["progress"] == 10
     assert set(resp.json) >= {"id", "sn", "state", "progress", "created", "started", "finished"}
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A"])
+def test_path_form_refuses_an_id_with_a_trailing_newline(parts: Parts, suffix: str) -> None:
+    # Falcon's `$` regex for "id={task_id}" matches before a trailing newline
+    task = parts.ready_task(10)
+    resp = parts.client.simulate_get(f"/myapp/fibotask/id={task.id}{suffix}")
+    assert resp.status_code == 400 and "malformed task id" in resp.text

@@ -55,6 +55,7 @@ class StubConsumer:
     committed: list[int] = field(default_factory=list)
     paused: int = 0
     resumed: int = 0
+    resumed_parts: list[int] = field(default_factory=list)
     polls: int = 0
     on_poll: object = None
 
@@ -64,8 +65,9 @@ class StubConsumer:
     def pause(self, _parts: list[FakePartition]) -> None:
         self.paused += 1
 
-    def resume(self, _parts: list[FakePartition]) -> None:
+    def resume(self, parts: list[FakePartition]) -> None:
         self.resumed += 1
+        self.resumed_parts += [p.partition for p in parts]
 
     def poll(self, _timeout: float) -> None:
         self.polls += 1
@@ -136,9 +138,17 @@ def test_revoked_partition_abandons_without_commit() -> None:
     task = tasks.create(3000)
     for j in task_segments(LAYOUT, 3000):
         sequences.claim(j, "other", 10_000)
-    consumer.on_poll = lambda: worker._on_revoke(consumer, [FakePartition(SETTINGS.task_topic, 0)])  # type: ignore[arg-type]
+
+    def revoke_partition_0() -> None:
+        worker._on_revoke(consumer, [FakePartition(SETTINGS.task_topic, 0)])  # type: ignore[arg-type]
+        consumer.partitions = [1]  # librdkafka unassigns it after the callback
+
+    consumer.on_poll = revoke_partition_0
     worker.handle(task_message(task.id, 3000))
     assert consumer.committed == []
+    # and the revoked partition leaves unpaused: librdkafka would keep it
+    # paused if it came back, and nothing would read it again
+    assert 0 in consumer.resumed_parts
 
 
 @pytest.mark.parametrize("payload", [b"garbage", b'{"v":1,"kind":"task","id":"x","sn":-4}'])

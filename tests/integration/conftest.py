@@ -127,3 +127,24 @@ def sequence_redis(stack: Stack) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(stack.sequence_redis_url, password=stack.redis_password)
     yield client
     client.close()
+
+
+@pytest.fixture
+def supervisor_pids(stack: Stack):
+    """Return a function: pids of the supervisor programs whose name starts with a prefix."""
+
+    def pids(prefix: str) -> list[int]:
+        ctl = ROOT / ".venv" / "bin" / "supervisorctl"
+        out = subprocess.run(
+            [str(ctl), "-c", str(ROOT / "var" / "conf" / "supervisord.conf"), "status"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return [
+            int(words[3].rstrip(","))
+            for words in (line.split() for line in out.splitlines())
+            if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
+        ]
+
+    return pids

@@ -6,15 +6,13 @@ part is mocked. Byte checks compare with plain Python ints and str().
 
 from __future__ import annotations
 
-import functools
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-import requests
+from clients import Client, reference
 
 from fibod import keys
 from fibod.config import Settings
@@ -23,37 +21,9 @@ from fibod.sequences import SequenceStore
 
 pytestmark = pytest.mark.integration
 
-#: Longest a test waits for one task, seconds.
-TASK_TIMEOUT_S = 60
 #: Spans 10 default (2 MiB) segments, ~42 MB of text.
 BIG_SN = 20_000
 LAYOUT = SegmentLayout(Settings().segment_bytes)
-
-
-class Client(requests.Session):
-    """An HTTP session on the stack's base URL, with the client's flow."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.base_url = base_url
-
-    def get_path(self, path: str, **kwargs: object) -> requests.Response:
-        """GET a path of the base URL."""
-        return self.get(self.base_url + path, timeout=TASK_TIMEOUT_S, **kwargs)  # type: ignore[arg-type]
-
-    def submit(self, sn: int | str) -> str:
-        """Submit a task; return its id."""
-        resp = self.get_path("/myapp/fibo", params={"sn": sn})
-        assert resp.status_code == 202, resp.text
-        return resp.text
-
-    def fetch(self, task_id: str, **params: str) -> requests.Response:
-        """Long-poll the query form until the task is ready or failed."""
-        deadline = time.monotonic() + TASK_TIMEOUT_S
-        while True:
-            resp = self.get_path("/myapp/fibotask", params={"id": task_id, "wait": "20", **params})
-            if resp.content[:1] != b"\x01" or time.monotonic() > deadline:
-                return resp
 
 
 @pytest.fixture
@@ -73,22 +43,6 @@ class StoreProbe(SequenceStore):
 def sequence_store(stack, sequence_redis: redis.Redis) -> StoreProbe:
     assert Settings.from_env(stack.env).segment_bytes == LAYOUT.segment_bytes
     return StoreProbe(sequence_redis, LAYOUT)
-
-
-@functools.cache
-def _reference_strings(sn: int) -> tuple[str, ...]:
-    sys.set_int_max_str_digits(0)
-    out, a, b = [], 0, 1
-    for _ in range(sn):
-        out.append(str(a))
-        a, b = b, a + b
-    return tuple(out)
-
-
-def reference(sn: int, sep: str = " ") -> bytes:
-    """F(0)..F(sn-1) from plain Python ints and str(), each followed by sep."""
-    numbers = _reference_strings(max(sn, BIG_SN))[:sn]
-    return "".join(n + sep for n in numbers).encode()
 
 
 @pytest.mark.parametrize("sn", [0, 1, 2, 10, 1000])

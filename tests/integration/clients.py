@@ -1,0 +1,169 @@
+"""HTTP clients of the stack and independent references for their answers.
+
+`Client` follows the documented client flow (submit, long-poll, stream).
+The references come from plain Python ints or gmpy2 `.digits()`, never
+from fibod's kernel, so a kernel bug cannot hide behind its own output.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import sys
+import time
+from dataclasses import dataclass
+
+import gmpy2
+import requests
+
+#: Longest a test waits for one task, seconds.
+TASK_TIMEOUT_S = 60
+#: Bytes per read when hashing a streamed body.
+READ_CHUNK_BYTES = 1 << 20
+
+
+class Client(requests.Session):
+    """An HTTP session on the stack's base URL, with the client's flow."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def get_path(self, path: str, **kwargs: object) -> requests.Response:
+        """GET a path of the base URL."""
+        kwargs.setdefault("timeout", TASK_TIMEOUT_S)
+        return self.get(self.base_url + path, **kwargs)  # type: ignore[arg-type]
+
+    def submit(self, sn: int | str) -> str:
+        """Submit a task; return its id."""
+        resp = self.get_path("/myapp/fibo", params={"sn": sn})
+        assert resp.status_code == 202, resp.text
+        return resp.text
+
+    def fetch(
+        self, task_id: str, timeout_s: float = TASK_TIMEOUT_S, **params: str
+    ) -> requests.Response:
+        """Long-poll the query form until the task is ready or failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            resp = self.get_path("/myapp/fibotask", params={"id": task_id, "wait": "20", **params})
+            if resp.content[:1] != b"\x01" or time.monotonic() > deadline:
+                return resp
+
+    def status(self, task_id: str) -> dict[str, object]:
+        """Return the task as JSON (GET /myapp/tasks/<id>)."""
+        resp = self.get_path(f"/myapp/tasks/{task_id}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def wait_ready(self, task_id: str, timeout_s: float) -> dict[str, object]:
+        """Poll the task's JSON until it is ready; fail loudly after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                task = self.status(task_id)
+            except (requests.RequestException, AssertionError):
+                task = {"state": "unreachable"}  # a store may be restarting
+            if task["state"] in ("ready", "failed"):
+                return task
+            assert time.monotonic() < deadline, f"task {task_id} not ready in {timeout_s} s: {task}"
+            time.sleep(0.1)
+
+    def stream_digest(self, task_id: str) -> StreamDigest:
+        """Stream a ready task and hash its body without holding it."""
+        with self.get_path("/myapp/fibotask", params={"id": task_id}, stream=True) as resp:
+            hasher = hashlib.sha256()
+            first, size = b"", 0
+            for chunk in resp.iter_content(READ_CHUNK_BYTES):
+                if not first:
+                    first, chunk = chunk[:1], chunk[1:]
+                hasher.update(chunk)
+                size += len(chunk)
+            return StreamDigest(
+                resp.status_code,
+                first,
+                size,
+                hasher.hexdigest(),
+                resp.headers.get("Content-Length"),
+            )
+
+
+@dataclass(frozen=True)
+class StreamDigest:
+    """What a streamed answer held: status, first byte, body length and hash."""
+
+    status: int
+    first: bytes
+    size: int
+    sha256: str
+    content_length: str | None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """F(0)..F(sn-1) as text, each followed by a space: its digest and lengths."""
+
+    sn: int
+    size: int
+    sha256: str
+    #: prefix_bytes[n] is the text length of F(0)..F(n-1), for n <= sn.
+    prefix_bytes: tuple[int, ...]
+
+
+@functools.cache
+def reference_digest(sn: int) -> Reference:
+    """Hash F(0)..F(sn-1) as text, from gmpy2 additions and `.digits()`."""
+    hasher, size, prefix = hashlib.sha256(), 0, [0]
+    a, b = gmpy2.mpz(0), gmpy2.mpz(1)
+    for _ in range(sn):
+        text = a.digits().encode() + b" "
+        hasher.update(text)
+        size += len(text)
+        prefix.append(size)
+        a, b = b, a + b
+    return Reference(sn, size, hasher.hexdigest(), tuple(prefix))
+
+
+#: The sequences byte-compared in full are at most this long.
+REFERENCE_TEXT_SN = 20_000
+
+
+@functools.cache
+def _reference_strings(sn: int) -> tuple[str, ...]:
+    sys.set_int_max_str_digits(0)
+    out, a, b = [], 0, 1
+    for _ in range(sn):
+        out.append(str(a))
+        a, b = b, a + b
+    return tuple(out)
+
+
+def reference(sn: int, sep: str = " ") -> bytes:
+    """F(0)..F(sn-1) from plain Python ints and str(), each followed by sep."""
+    numbers = _reference_strings(max(sn, REFERENCE_TEXT_SN))[:sn]
+    return "".join(n + sep for n in numbers).encode()
+
+
+def reference_text_bytes(sn: int, within: int = REFERENCE_TEXT_SN) -> int:
+    """Text length of F(0)..F(sn-1) with separators (gmpy2 digits).
+
+    `within` names the longest sequence the caller needs, so one cached
+    pass serves every shorter length.
+    """
+    return reference_digest(max(sn, within)).prefix_bytes[sn]
+
+
+def raw_get(
+    host: str, port: int, path: str, source: str | None = None, timeout_s: float = 30
+) -> tuple[int, dict[str, str], bytes]:
+    """GET with http.client, optionally from a chosen loopback address."""
+    conn = http.client.HTTPConnection(
+        host, port, timeout=timeout_s, source_address=(source, 0) if source else None
+    )
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()

@@ -1,0 +1,141 @@
+"""Limits and security of the running stack: TTLs, passwords, loopback, nginx limits.
+
+Eviction is covered by test_pipeline.py::test_evicted_segment_is_recomputed_on_fetch
+(a ready task whose segment was evicted is recomputed, never served short
+or wrong) and tests/test_fetch_app.py::test_segment_vanishing_mid_stream_aborts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import requests
+from clients import Client, raw_get
+
+from fibod import keys
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def http(stack) -> Iterator[Client]:
+    with Client(stack.base_url) as client:
+        yield client
+
+
+def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis) -> None:
+    ttl_s = int(stack.env.get("FIBOD_TASK_TTL_S", 24 * 3600))
+    assert ttl_s >= 24 * 3600
+    # given a finished task
+    task_id = http.submit(100)
+    assert http.wait_ready(task_id, 30)["state"] == "ready"
+    # then its hash expires after the configured TTL (and not before)
+    remaining = task_redis.ttl(keys.task_key(task_id))
+    assert ttl_s - 60 < remaining <= ttl_s
+    # and an absent id older than the TTL is reported expired on every route
+    old = f"{int(time.time() * 1000) - (ttl_s + 3600) * 1000:012x}0badc0de"
+    for path in (f"/myapp/fibotask?id={old}", f"/myapp/fibotask/id={old}"):
+        resp = http.get_path(path)
+        assert resp.status_code == 410 and resp.content[:1] == b"\x03", resp.content
+    assert http.get_path(f"/myapp/tasks/{old}").status_code == 410
+
+
+@pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])
+def test_redis_refuses_clients_without_the_password(stack, url_field: str) -> None:
+    url = getattr(stack, url_field)
+    for password in (None, "wrong"):
+        client = redis.Redis.from_url(url, password=password, socket_timeout=5)
+        with pytest.raises(redis.AuthenticationError):
+            client.ping()
+        client.close()
+    good = redis.Redis.from_url(url, password=stack.redis_password, socket_timeout=5)
+    assert good.ping()
+    good.close()
+
+
+def _stack_pids() -> set[int]:
+    """Pids of supervisord and every process below it."""
+    root = int(
+        (Path(__file__).resolve().parents[2] / "var" / "run" / "supervisord.pid").read_text()
+    )
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def test_every_service_listens_on_loopback_only(stack) -> None:
+    # given every listening TCP socket of the machine and its owning processes
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    pids = _stack_pids()
+    ours: dict[str, str] = {}
+    for line in out.splitlines():
+        words = line.split()
+        local, users = words[3], " ".join(words[5:])
+        owners = {int(p.split("=")[1]) for p in users.replace(")", ",").split(",") if "pid=" in p}
+        if owners & pids:
+            ours[local] = users
+    # then the stack's ports are all among them, and every one is bound to loopback
+    ports = {
+        int(stack.env[name])
+        for name in stack.env
+        if name.endswith("_PORT") and stack.env[name].isdigit()
+    }
+    assert ports <= {int(addr.rsplit(":", 1)[1]) for addr in ours}, (ports, ours)
+    for addr in ours:
+        host = addr.rsplit(":", 1)[0]
+        assert host in ("127.0.0.1", "[::1]", "[::ffff:127.0.0.1]"), (addr, ours[addr])
+
+
+def test_nginx_rate_limit_answers_429_beyond_the_burst(stack) -> None:
+    # given one client address (its own, so other tests keep their allowance)
+    host, port = urlsplit(stack.base_url).hostname, urlsplit(stack.base_url).port
+    burst = int(stack.env.get("FIBOD_RATE_BURST", "400"))
+
+    def hammer(_: int) -> list[tuple[int, str, str | None]]:
+        out = []
+        for _ in range((burst + 200) // 8):
+            status, headers, body = raw_get(host, port, "/myapp/fibo?sn=bad", source="127.0.0.61")
+            out.append((status, body.decode(), headers.get("Retry-After")))
+        return out
+
+    # when it sends well beyond the burst as fast as it can (sn=bad creates no task)
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for part in pool.map(hammer, range(8)) for a in part]
+    statuses = [a[0] for a in answers]
+    # then the excess gets 429 with a JSON reason and Retry-After, the rest reach the app
+    assert set(statuses) <= {400, 429}
+    assert statuses.count(429) >= 100
+    assert statuses.count(400) >= burst
+    limited = next(a for a in answers if a[0] == 429)
+    assert "too many requests" in limited[1] and limited[2] == "1"
+
+
+def test_nginx_refuses_oversized_requests(stack) -> None:
+    base = stack.base_url
+    # a URL beyond nginx's request-line buffers
+    assert requests.get(f"{base}/myapp/fibo?sn={'1' * 9000}", timeout=10).status_code == 414
+    # a header beyond them
+    resp = requests.get(f"{base}/myapp/fibo?sn=1", headers={"X-Big": "a" * 9000}, timeout=10)
+    assert resp.status_code in (400, 431)
+    # a request body beyond 1 KB (the API is GET only)
+    resp = requests.get(f"{base}/myapp/fibo?sn=1", data=b"x" * 4096, timeout=10)
+    assert resp.status_code == 413
