@@ -83,7 +83,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "FIBOD_VIP_THREADS": ("4", "threads per VIP process (FIBOD_VIP_MAX_STREAMS of them stream)"),
     "FIBOD_RATE_LIMIT": ("200r/s", "nginx: submit requests per client address"),
     "FIBOD_RATE_BURST": ("400", "nginx: submit requests queued above the rate"),
-    "FIBOD_FETCH_CONN_LIMIT": ("64", "nginx: open fetch connections per client address"),
+    "FIBOD_FETCH_CONN_LIMIT": (
+        "16",
+        "nginx: open fetch connections per client address (keep below the fetch threads)",
+    ),
     "FIBOD_FETCH_TIMEOUT_S": ("3600", "nginx: longest pause in a fetch stream"),
 }
 
