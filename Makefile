@@ -37,6 +37,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check fibod tests bench scripts ops
 	$(VENV)/bin/ruff format --check fibod tests bench scripts ops
+	$(VENV)/bin/mypy fibod
 
 clean:
 	rm -rf build fibod/_fastfib.c fibod/*.so *.egg-info

@@ -144,7 +144,7 @@ class TaskPublisher:
 
     def _produce(self, message: QueueMessage, partition: int | None, callback: Any) -> None:
         self._ensure_thread()
-        extra = {} if partition is None else {"partition": partition}
+        extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         try:
             self._producer.produce(
                 self._topic,

@@ -22,7 +22,7 @@ R = TypeVar("R")
 
 def connect(url: str, settings: Settings, *, decode: bool) -> redis.Redis:
     """Open a pooled, thread-safe client with bounded timeouts."""
-    return redis.Redis.from_url(
+    return redis.Redis.from_url(  # type: ignore[call-overload]  # decode is chosen at run time
         url,
         password=settings.redis_password or None,
         decode_responses=decode,

@@ -130,7 +130,9 @@ class TaskStore:
             task = Task(task_id, 0, TaskState.READY, 0, 0, created, created, created)
         else:
             task = Task(task_id, sn, TaskState.QUEUED, created=created)
-        mapping = {k: v for k, v in self._fields(task).items() if v != ""}
+        mapping: dict[str | bytes, bytes | float | int | str] = {
+            k: v for k, v in self._fields(task).items() if v != ""
+        }
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.task_key(task_id), mapping=mapping)
             if task.state is TaskState.READY:

@@ -101,7 +101,7 @@ class Worker:
 
     def handle(self, msg: Message) -> None:
         """Run one message's unit; commit it only if the unit finished."""
-        self._unit = TopicPartition(msg.topic(), msg.partition())
+        self._unit = _partition_of(msg)
         self._revoked = False
         try:
             try:
@@ -254,9 +254,18 @@ class Worker:
 
     def _rewind(self, msg: Message) -> None:
         try:
-            self.consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+            here = _partition_of(msg)
+            self.consumer.seek(TopicPartition(here.topic, here.partition, msg.offset() or 0))
         except KafkaException as exc:
             log.warning("could not rewind to %s: %s", _where(msg), exc)
+
+
+def _partition_of(msg: Message) -> TopicPartition:
+    """The topic partition of a consumed message (which always has one)."""
+    topic, partition = msg.topic(), msg.partition()
+    if topic is None or partition is None:
+        raise ValueError("message without topic or partition")
+    return TopicPartition(topic, partition)
 
 
 def _where(msg: Message) -> str:
