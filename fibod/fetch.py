@@ -25,6 +25,7 @@ from fibod.config import Settings
 from fibod.errors import ExpiredError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import get_kernel
+from fibod.memory import release_free_memory
 from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
 from fibod.queue import KIND_TASK, QueueMessage
 from fibod.segments import SegmentLayout, read_header, segment_text, validate_segment
@@ -194,6 +195,7 @@ class FetchResource:
         finally:
             if pending is not None:
                 pending.cancel()
+            release_free_memory()  # a finished stream leaves no peak RSS behind
 
     def _checked_bounds(self, j: int, segment: bytes | None) -> tuple[int, int]:
         if segment is None:
