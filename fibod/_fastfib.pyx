@@ -108,7 +108,6 @@ cdef class FibRun:
     cdef int cur_i
     cdef size_t cur_digits
     cdef size_t nxt_digits
-    cdef readonly object next_index
     cdef readonly Py_ssize_t remaining
     cdef readonly size_t max_digits
 
@@ -125,7 +124,6 @@ cdef class FibRun:
             if self.bufs[i] == NULL:
                 raise MemoryError()
         self.cur_i = 0
-        self.next_index = start
         self.remaining = count
         if start <= SMALL_JUMP:
             lo, hi = _doubling(start, 1, 0)
@@ -186,7 +184,6 @@ cdef class FibRun:
                 p += 1
                 done += 1
                 self._advance()
-        self.next_index += done
         return p - base
 
     def encode_payload(self):
@@ -216,7 +213,6 @@ cdef class FibRun:
                     p += 4 + nb
                     total += d
                     self._advance()
-            self.next_index += count
             return PyBytes_FromStringAndSize(<char *>buf, p - buf), total
         finally:
             free(buf)

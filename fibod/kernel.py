@@ -50,11 +50,6 @@ class Kernel(Protocol):
         """Return a checked payload's first `count` numbers as one bytes."""
 
 
-def max_text_bytes(index: int) -> int:
-    """Return an upper bound on len(str(F(m))) + 1 for every m <= index."""
-    return int(index * 0.20898764024997873) + 3
-
-
 class FastKernel:
     """The Cython + gmpy2 kernel (packed-BCD runs, vectorised rendering)."""
 
@@ -99,8 +94,11 @@ class FastKernel:
             try:
                 pos, done, n = _fastfib.render_payload_into(payload, pos, count, buf, sep_byte)
             except ValueError:
-                # one number larger than the buffer: grow once for it
-                buf = bytearray(len(payload))
+                # one number larger than the buffer: its text (2 digits per
+                # byte plus a separator) cannot exceed 2 * payload + 1
+                if len(buf) > 2 * len(payload):
+                    raise
+                buf = bytearray(2 * len(payload) + 1)
                 view = memoryview(buf)
                 continue
             if done == 0:

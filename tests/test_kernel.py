@@ -143,3 +143,12 @@ def test_bcd_add_carry_ripples_through_every_lane(digits: int) -> None:
             assert _fastfib.add_decimal(half, "5" * digits) == str(int(half) + int("5" * digits))
     finally:
         _fastfib.select_simd(chosen)
+
+
+def test_payload_text_of_a_number_larger_than_the_block(kernel: Kernel) -> None:
+    # F(400000) has 83,595 digits: its text outgrows the 64 KiB smallest
+    # block and twice its own 41.8 KB payload is the most it can need
+    payload, digits = kernel.encode_payload(400_000, 1)
+    text = joined(kernel.iter_payload_text(payload, 1, chunk_bytes=1))
+    assert text == str(gmpy2.fib(400_000)).encode() + b" "
+    assert len(text) == digits + 1
