@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from fibod.config import Settings
+from fibod.envfile import read_env_file
 from fibod.kernel import get_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,15 +33,9 @@ VAR = ROOT / "var"
 
 
 def load_env() -> dict[str, str]:
-    """The stack's settings as `make up` wrote them."""
-    env = dict(os.environ)
-    path = VAR / "fibod.env"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.lstrip().startswith("#"):
-                key, value = line.split("=", 1)
-                env.setdefault(key.strip(), value.strip().strip("'\""))
-    return env
+    """The stack's effective settings as `make up` wrote them, over os.environ."""
+    path = VAR / "conf" / "fibod.env"
+    return dict(os.environ) | (read_env_file(path) if path.exists() else {})
 
 
 ENV = load_env()

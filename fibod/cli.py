@@ -99,12 +99,9 @@ def run_fib(args: argparse.Namespace, settings: Settings) -> None:
 
 def _sequence_store(settings: Settings) -> SequenceStore:
     """Open the sequence store of the configured layout."""
-    from fibod.redis_client import connect
-    from fibod.segments import SegmentLayout
     from fibod.sequences import SequenceStore
 
-    client = connect(settings.sequence_redis_url, settings, decode=False)
-    return SequenceStore(client, SegmentLayout(settings.segment_bytes))
+    return SequenceStore.from_settings(settings)
 
 
 def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:

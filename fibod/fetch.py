@@ -253,16 +253,12 @@ def create_app(
 def get_app() -> falcon.App:
     """Build the fetch app on the real stores and Kafka (gunicorn)."""
     from fibod.queue import TaskPublisher
-    from fibod.redis_client import connect
     from fibod.sequences import SequenceStore
     from fibod.tasks import TaskStore
 
     logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
-    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
-    sequences = SequenceStore(
-        connect(settings.sequence_redis_url, settings, decode=False),
-        SegmentLayout(settings.segment_bytes),
-    )
+    tasks = TaskStore.from_settings(settings)
+    sequences = SequenceStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-fetch-{os.getpid()}")
     return create_app(settings, tasks, sequences, publisher)

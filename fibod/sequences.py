@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import redis
 
 from fibod import keys
+from fibod.config import Settings
 from fibod.errors import SegmentError
 from fibod.kernel import get_kernel
-from fibod.redis_client import store_call
+from fibod.redis_client import connect, store_call
 from fibod.segments import HEADER, HEADER_BYTES, SegmentLayout, payload_of, read_header
 
 _STORE = "sequence store"
@@ -39,6 +40,12 @@ class CacheStats:
 
 class SequenceStore:
     """Read, write and claim segments of one layout in Redis #2."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SequenceStore:
+        """Open the configured sequence store (Redis #2) and its layout."""
+        client = connect(settings.sequence_redis_url, settings, decode=False)
+        return cls(client, SegmentLayout(settings.segment_bytes))
 
     def __init__(self, client: redis.Redis, layout: SegmentLayout) -> None:
         self._redis = client  # decode_responses=False: values are binary

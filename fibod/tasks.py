@@ -20,8 +20,9 @@ from typing import Any
 import redis
 
 from fibod import keys
+from fibod.config import Settings
 from fibod.errors import ExpiredError, InputError, NotFoundError
-from fibod.redis_client import store_call
+from fibod.redis_client import connect, store_call
 
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 _STORE = "task store"
@@ -112,6 +113,11 @@ class Task:
 
 class TaskStore:
     """Create, read and move tasks between states in Redis #1."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskStore:
+        """Open the configured task store (Redis #1)."""
+        return cls(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
 
     def __init__(self, client: redis.Redis, ttl_s: int, clock: Callable[[], int] = now_ms) -> None:
         self._redis = client  # decode_responses=True

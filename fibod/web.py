@@ -104,11 +104,10 @@ def create_app(settings: Settings, tasks: TaskCreator, publisher: Publisher) -> 
 def get_app() -> falcon.App:
     """Build the submit app on the real task store and Kafka (gunicorn)."""
     from fibod.queue import TaskPublisher
-    from fibod.redis_client import connect
     from fibod.tasks import TaskStore
 
     logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
-    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+    tasks = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-submit-{os.getpid()}")
     return create_app(settings, tasks, publisher)

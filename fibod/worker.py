@@ -26,8 +26,6 @@ from fibod import keys, planner
 from fibod.config import Settings
 from fibod.errors import UnavailableError
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
-from fibod.redis_client import connect
-from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskState, TaskStore
 
@@ -277,11 +275,8 @@ def build_worker(settings: Settings) -> Worker:
     owner_id = f"{socket.gethostname()}:{os.getpid()}"
     consumer = Consumer(consumer_config(settings, f"fibod-worker-{os.getpid()}"))
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
-    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
-    sequences = SequenceStore(
-        connect(settings.sequence_redis_url, settings, decode=False),
-        SegmentLayout(settings.segment_bytes),
-    )
+    tasks = TaskStore.from_settings(settings)
+    sequences = SequenceStore.from_settings(settings)
     return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
 
 

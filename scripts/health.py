@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import shlex
 import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from fibod.envfile import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EFFECTIVE_ENV_FILE = ROOT / "var" / "conf" / "fibod.env"
@@ -44,13 +45,7 @@ PORT_SETTINGS = (
 
 def load_settings() -> dict[str, str]:
     """Read var/conf/fibod.env into a dict."""
-    values: dict[str, str] = {}
-    for line in EFFECTIVE_ENV_FILE.read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, raw = line.partition("=")
-            words = shlex.split(raw)
-            values[key] = words[0] if words else ""
-    return values
+    return read_env_file(EFFECTIVE_ENV_FILE)
 
 
 def wait(check: Callable[[], tuple[bool, str]], wait_s: float) -> tuple[bool, str]:

@@ -23,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from fibod.envfile import EnvFileError, read_env_file
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 CONF = VAR / "conf"
@@ -138,21 +140,6 @@ class ConfigError(Exception):
     """A setting or template that cannot be rendered."""
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
-    """Read KEY=VALUE lines (shell quoting allowed, # comments)."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, raw = line.partition("=")
-        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
-        words = shlex.split(raw, comments=True)
-        values[key] = words[0] if words else ""
-    return values
-
-
 def write_new_env_file(path: Path) -> None:
     """Write the defaults and a fresh random Redis password to path."""
     lines = [
@@ -183,7 +170,7 @@ VIP_KEYS_DOC = "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separat
 
 def ensure_vip_keys(path: Path) -> None:
     """Give an env file written before the VIP path existed a key of its own."""
-    if "FIBOD_VIP_API_KEYS" in parse_env_file(path):
+    if "FIBOD_VIP_API_KEYS" in read_env_file(path):
         return
     with path.open("a") as env_file:
         env_file.write(f"\n{VIP_KEYS_DOC}\nFIBOD_VIP_API_KEYS={secrets.token_hex(24)}\n")
@@ -192,7 +179,7 @@ def ensure_vip_keys(path: Path) -> None:
 def settings(environ: dict[str, str]) -> dict[str, str]:
     """Merge defaults, var/fibod.env and environ; add derived settings."""
     merged = {key: value for key, (value, _doc) in DEFAULTS.items()}
-    merged.update(parse_env_file(ENV_FILE))
+    merged.update(read_env_file(ENV_FILE))
     merged.update({k: v for k, v in environ.items() if k.startswith("FIBOD_") and k in merged})
     for key in (
         "FIBOD_TASK_REDIS_URL",
@@ -305,7 +292,7 @@ def main() -> int:
         header = "# Effective fibod settings, written by scripts/render_conf.py: do not edit.\n"
         if write_if_changed(EFFECTIVE_ENV_FILE, header + env_text, mode=0o600):
             changed.append("fibod.env")
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, EnvFileError, OSError) as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 1
     print(f"render: var/conf/ {'updated: ' + ', '.join(changed) if changed else 'unchanged'}")

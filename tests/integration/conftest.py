@@ -10,7 +10,6 @@ folder is marked `integration`, so `pytest -m "not integration"` skips them.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from fibod.envfile import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -53,17 +54,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.integration)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Read the KEY=VALUE lines that scripts/render_conf.py writes."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, raw = line.partition("=")
-            words = shlex.split(raw)
-            values[key] = words[0] if words else ""
-    return values
 
 
 def run_script(name: str, timeout_s: float) -> None:
