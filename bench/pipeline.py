@@ -24,22 +24,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from fibod.config import Settings
-from fibod.envfile import read_env_file
+from fibod.config import discover
 from fibod.kernel import get_kernel
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
-
-
-def load_env() -> dict[str, str]:
-    """The stack's effective settings as `make up` wrote them, over os.environ."""
-    path = VAR / "conf" / "fibod.env"
-    return dict(os.environ) | (read_env_file(path) if path.exists() else {})
-
-
-ENV = load_env()
-BASE = Settings.from_env(ENV).base_url
+#: The running stack's settings (its var/conf/fibod.env, then the environment).
+SETTINGS = discover()
+ENV = dict(os.environ) | SETTINGS.to_env()
+BASE = SETTINGS.base_url
 
 
 def submit(sn: int) -> str:
@@ -107,7 +99,7 @@ def fetch_workers_peak_rss_mb() -> float:
 
 def restart_fetch_app() -> None:
     """Restart the fetch app so its peak RSS covers this benchmark only."""
-    conf = VAR / "conf" / "supervisord.conf"
+    conf = ROOT / "supervisord.conf"
     ctl = ROOT / ".venv" / "bin" / "supervisorctl"
     subprocess.run([str(ctl), "-c", str(conf), "restart", "fetch"], check=True, capture_output=True)
     deadline = time.monotonic() + 30
@@ -128,7 +120,7 @@ def streaming(sn: int, rounds: int) -> list[str]:
     restart_fetch_app()
     task_id = submit(sn)
     wait_ready(task_id)
-    static_dir = VAR / "static"
+    static_dir = Path(SETTINGS.state_dir) / "static"
     static_dir.mkdir(parents=True, exist_ok=True)
     static_file = static_dir / f"fibo-{sn}.txt"
     url = f"{BASE}/myapp/fibotask?id={task_id}"

@@ -6,15 +6,15 @@ the end (median of each against the kernel's median).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
 from baselines import cpython_str_loop, gmpy2_digits_loop
 
+from fibod.config import discover
 from fibod.kernel import FAST
 
-SN = int(os.environ.get("FIBOD_BENCH_SN", "20000"))
+SN = discover().bench_sn
 MEDIANS: dict[str, float] = {}
 
 

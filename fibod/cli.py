@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from fibod.config import Settings
+from fibod.config import Settings, SettingsError, discover
 from fibod.errors import FibodError, InputError
 from fibod.kernel import get_kernel
 
@@ -54,7 +54,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the command line."""
-    parser = _Parser(prog="fibod", description="Compute and stream Fibonacci numbers.")
+    parser = _Parser(
+        prog="fibod",
+        description="Compute and stream Fibonacci numbers.",
+        epilog="Settings: FIBOD_* variables over --env-file FILE, FIBOD_ENV_FILE, or, in a "
+        "checkout after `make up`, var/conf/fibod.env (found by itself).",
+    )
+    parser.add_argument(
+        "--env-file", metavar="FILE", help="read settings from FILE (KEY=VALUE lines)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     seq = sub.add_parser("seq", help="print F(A)..F(A+SN-1), F(0) first by default")
@@ -139,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
-        handler(args, Settings.from_env())
+        handler(args, discover(explicit=args.env_file))
     except BrokenPipeError:
         # the reader went away (`| head`): stop quietly, and keep Python's
         # exit-time flush of stdout from complaining about the same pipe
@@ -149,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FibodError as exc:
         print(f"fibod: {exc}", file=sys.stderr)
         return exc.exit_code
-    except ValueError as exc:  # a malformed FIBOD_* setting
+    except SettingsError as exc:
         print(f"fibod: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,108 +1,518 @@
-"""One frozen settings object, read from FIBOD_* environment variables.
+"""Every fibod setting, declared once: type, default, allowed range, doc.
 
-Every tunable of the system lives here with its unit in its name and a
-one-line reason; `Settings.from_env()` is the only place that reads the
-environment, so tests build a `Settings` directly.
+A setting is the field `name` of `Settings` and the environment variable
+FIBOD_<NAME>. The apps, the CLI, the scripts that render the stack's
+configs (`scripts/render_conf.py`), the health checks, the topic set-up
+and the benchmarks all read this one model, so a default or a limit is
+spelled in one place. Values come, later ones winning, from the defaults
+here, an env file (KEY=VALUE lines) and the environment. A value out of
+its range, or an unknown FIBOD_* name, is refused with a one-line reason.
+
+Only the standard library is imported: the CLI's start-up pays for it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, fields
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
-#: Largest `sn` a client may ask for (F(0)..F(sn-1)); 200,000 is ~4.2 GB of text.
-MAX_SN = 200_000
-#: Largest index `fibod fib N` accepts; F(10**8) has ~21 million digits.
-MAX_FIB_N = 1_000_000_000
-#: Target size of one stored segment (BCD bytes); Redis values stay a few MB.
-SEGMENT_BYTES = 2 * 1024 * 1024
-#: Size of each write when streaming text; large writes keep syscalls rare.
-WRITE_CHUNK_BYTES = 1024 * 1024
-#: Longest a submit waits for Kafka to acknowledge a task before answering 503.
-KAFKA_DELIVERY_TIMEOUT_MS = 5_000
-#: Longest gap between consumer polls before Kafka evicts a worker; long
-#: units keep polling with paused partitions, so this is only a safety net.
-KAFKA_MAX_POLL_INTERVAL_MS = 60_000
-#: A silent worker leaves the group after this long and its partitions move.
-KAFKA_SESSION_TIMEOUT_MS = 10_000
-#: Lifetime of a claim on a segment; computing one takes milliseconds, so a
-#: claim left by a dead worker blocks others only this long.
-CLAIM_LEASE_MS = 10_000
-#: Upper bound of a fetch long-poll (`wait=`), in seconds.
-FETCH_MAX_WAIT_S = 30
-#: Retry-After (seconds) on answers that are not ready or unavailable.
-RETRY_AFTER_S = 1
-#: Socket and connect timeout of Redis clients.
-REDIS_TIMEOUT_S = 5
+from fibod.envfile import EnvFileError, read_env_file
+
+#: Prefix of every setting's environment variable.
+ENV_PREFIX = "FIBOD_"
+#: Names the env file to read; not a setting itself.
+ENV_FILE_VARIABLE = "FIBOD_ENV_FILE"
+#: The checkout this package runs from (an editable install, as `make install` makes).
+CHECKOUT_DIR = Path(__file__).resolve().parent.parent
+#: The effective settings `make up` writes in a checkout (found by the CLI).
+CHECKOUT_ENV_FILE = CHECKOUT_DIR / "var" / "conf" / "fibod.env"
+
+#: Exit status of a daemon refused at start for its settings (sysexits EX_CONFIG).
+EX_CONFIG = 78
+#: Exit status with which a gunicorn worker makes its arbiter give up, not respawn.
+GUNICORN_BOOT_ERROR = 3
+
+#: Who reads a setting: the Python processes, the stack's configs, or scripts.
+APP, STACK, SCRIPT = "app", "stack", "script"
+
+_SIZE = r"[0-9]+(b|kb|mb|gb)?"
+_NAME = r"[A-Za-z0-9._-]{1,249}"
+_SECRET = r"([A-Za-z0-9]{16,128})?"
 
 
-#: Concurrent VIP streams per VIP process; one more gets 503 at once.
-VIP_MAX_STREAMS = 2
+class SettingsError(ValueError):
+    """A setting is unknown, malformed or out of its range."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is known about one setting besides its type and default."""
+
+    doc: str
+    scope: str
+    minimum: int | None = None
+    maximum: int | None = None
+    pattern: str | None = None
+    secret: bool = False
+    #: Computes the default from the other settings (URLs from ports).
+    derive: Callable[[Mapping[str, Any]], Any] | None = None
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    scope: str = APP,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    pattern: str | None = None,
+    secret: bool = False,
+    derive: Callable[[Mapping[str, Any]], Any] | None = None,
+) -> Any:
+    """Declare one setting: a dataclass field that carries its Spec."""
+    spec = Spec(doc, scope, minimum, maximum, pattern, secret, derive)
+    return field(default=default, metadata={"spec": spec})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Settings of every fibod process; defaults suit one machine."""
+    """Every setting of fibod; the defaults suit one machine on loopback."""
 
-    #: Largest sn accepted by the submit endpoint and the CLI.
-    max_sn: int = MAX_SN
-    #: Largest n accepted by `fibod fib`.
-    max_fib_n: int = MAX_FIB_N
-    #: Target BCD bytes per stored segment (part of the segment key).
-    segment_bytes: int = SEGMENT_BYTES
-    #: Bytes per write when streaming decimal text.
-    write_chunk_bytes: int = WRITE_CHUNK_BYTES
-    #: Task store (Redis #1).
-    task_redis_url: str = "redis://127.0.0.1:6391/0"
-    #: Sequence store (Redis #2).
-    sequence_redis_url: str = "redis://127.0.0.1:6392/0"
-    #: Password of both Redis servers; empty means none.
-    redis_password: str = ""
-    #: Kafka bootstrap servers.
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    #: Kafka topic that carries tasks.
-    task_topic: str = "fibod.tasks"
-    #: Partitions of the task topic (at least 2x the workers).
-    task_partitions: int = 8
-    #: Kafka consumer group of the workers.
-    worker_group: str = "fibod-workers"
-    #: Seconds a finished task is kept before it expires.
-    task_ttl_s: int = 24 * 3600
-    #: Milliseconds a submit waits for Kafka's delivery report.
-    kafka_delivery_timeout_ms: int = KAFKA_DELIVERY_TIMEOUT_MS
-    #: Consumer max.poll.interval.ms of the workers.
-    kafka_max_poll_interval_ms: int = KAFKA_MAX_POLL_INTERVAL_MS
-    #: Consumer session.timeout.ms of the workers.
-    kafka_session_timeout_ms: int = KAFKA_SESSION_TIMEOUT_MS
-    #: Milliseconds a segment claim lives (SET NX PX).
-    claim_lease_ms: int = CLAIM_LEASE_MS
-    #: Largest `wait=` of a fetch long-poll, in seconds.
-    fetch_max_wait_s: int = FETCH_MAX_WAIT_S
-    #: Seconds sent in Retry-After.
-    retry_after_s: int = RETRY_AFTER_S
-    #: Socket timeout of Redis clients, in seconds.
-    redis_timeout_s: int = REDIS_TIMEOUT_S
-    #: API keys of the VIP sync path, comma-separated; empty switches it off.
-    vip_api_keys: str = ""
-    #: Concurrent VIP streams per VIP process.
-    vip_max_streams: int = VIP_MAX_STREAMS
-    #: Public base URL printed by `make up`.
-    base_url: str = "http://127.0.0.1:8080"
+    # --- Limits of what clients may ask --------------------------------------
+    max_sn: int = setting(
+        200_000,
+        "largest sn a client may ask for (200,000 is ~4.2 GB of text)",
+        minimum=0,
+        maximum=10_000_000,
+    )
+    max_fib_n: int = setting(
+        1_000_000_000, "largest N of `fibod fib N`", minimum=0, maximum=10_000_000_000
+    )
+    fetch_max_wait_s: int = setting(
+        30, "longest long-poll (`wait=`) of a fetch, seconds", minimum=0, maximum=300
+    )
+    vip_max_streams: int = setting(
+        2, "concurrent VIP streams per VIP process; one more gets 503", minimum=1, maximum=1024
+    )
+    # --- Data layout ----------------------------------------------------------
+    segment_bytes: int = setting(
+        2 * 1024 * 1024,
+        "target BCD bytes per stored segment (part of every segment key)",
+        minimum=4096,
+        maximum=256 * 1024 * 1024,
+    )
+    write_chunk_bytes: int = setting(
+        1024 * 1024,
+        "bytes per write when streaming text",
+        minimum=64 * 1024,
+        maximum=64 * 1024 * 1024,
+    )
+    task_ttl_s: int = setting(
+        24 * 3600,
+        "seconds a finished task is kept before it expires",
+        minimum=60,
+        maximum=365 * 24 * 3600,
+    )
+    claim_lease_ms: int = setting(
+        10_000,
+        "lifetime of a claim on a segment being computed, ms",
+        minimum=100,
+        maximum=600_000,
+    )
+    # --- Where the parts are --------------------------------------------------
+    state_dir: str = setting(
+        "",
+        "folder of the stack's configs, data, logs and sockets (derived: var/ of the checkout)",
+        scope=STACK,
+        pattern=r"/[^\s]*",
+        derive=lambda s: str(CHECKOUT_DIR / "var"),
+    )
+    supervisor_programs: str = setting(
+        "ops/supervisor/*.conf",
+        "program files supervisord runs on this host, one per role (space-separated globs)",
+        scope=STACK,
+        pattern=r"[A-Za-z0-9_./*-]+( [A-Za-z0-9_./*-]+)*",
+    )
+    listen_address: str = setting(
+        "127.0.0.1",
+        "address every listener of the stack binds to and clients reach it at",
+        scope=STACK,
+        pattern=r"[0-9]{1,3}(\.[0-9]{1,3}){3}",
+    )
+    http_port: int = setting(
+        8080, "nginx, the public entry point", scope=STACK, minimum=1, maximum=65535
+    )
+    submit_port: int = setting(
+        8001, "gunicorn running the submit app", scope=STACK, minimum=1, maximum=65535
+    )
+    fetch_port: int = setting(
+        8002, "gunicorn running the fetch app", scope=STACK, minimum=1, maximum=65535
+    )
+    vip_port: int = setting(
+        8003, "gunicorn running the VIP app", scope=STACK, minimum=1, maximum=65535
+    )
+    task_redis_port: int = setting(
+        6391, "Redis #1, the task store", scope=STACK, minimum=1, maximum=65535
+    )
+    sequence_redis_port: int = setting(
+        6392, "Redis #2, the sequence store", scope=STACK, minimum=1, maximum=65535
+    )
+    kafka_port: int = setting(9092, "Kafka broker listener", scope=STACK, minimum=1, maximum=65535)
+    kafka_controller_port: int = setting(
+        9093, "Kafka KRaft controller listener", scope=STACK, minimum=1, maximum=65535
+    )
+    task_redis_url: str = setting(
+        "",
+        "task store URL (derived: redis://LISTEN_ADDRESS:TASK_REDIS_PORT/0)",
+        pattern=r"redis://[^\s]+",
+        derive=lambda s: f"redis://{s['listen_address']}:{s['task_redis_port']}/0",
+    )
+    sequence_redis_url: str = setting(
+        "",
+        "sequence store URL (derived: redis://LISTEN_ADDRESS:SEQUENCE_REDIS_PORT/0)",
+        pattern=r"redis://[^\s]+",
+        derive=lambda s: f"redis://{s['listen_address']}:{s['sequence_redis_port']}/0",
+    )
+    kafka_bootstrap: str = setting(
+        "",
+        "Kafka bootstrap servers, comma-separated (derived: LISTEN_ADDRESS:KAFKA_PORT)",
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['kafka_port']}",
+    )
+    base_url: str = setting(
+        "",
+        "public entry URL (derived: http://LISTEN_ADDRESS:HTTP_PORT)",
+        pattern=r"https?://[^\s]+",
+        derive=lambda s: f"http://{s['listen_address']}:{s['http_port']}",
+    )
+    # --- Secrets (written at random on the first `make up`) -----------------------
+    redis_password: str = setting(
+        "",
+        "password of both Redis servers (random, 48 hex digits)",
+        pattern=_SECRET,
+        secret=True,
+    )
+    vip_api_keys: str = setting(
+        "",
+        "API keys of the VIP path, comma-separated; empty switches it off (403)",
+        pattern=r"[A-Za-z0-9_, -]*",
+        secret=True,
+    )
+    # --- Kafka ----------------------------------------------------------------
+    task_topic: str = setting("fibod.tasks", "Kafka topic that carries tasks", pattern=_NAME)
+    task_partitions: int = setting(
+        8,
+        "partitions of the task topic (at least 2x the workers; grown, never shrunk)",
+        minimum=1,
+        maximum=1024,
+    )
+    worker_group: str = setting(
+        "fibod-workers", "Kafka consumer group of the workers", pattern=_NAME
+    )
+    kafka_delivery_timeout_ms: int = setting(
+        5_000,
+        "longest a submit waits for Kafka to take a task before 503, ms",
+        minimum=100,
+        maximum=300_000,
+    )
+    kafka_max_poll_interval_ms: int = setting(
+        60_000,
+        "workers' max.poll.interval.ms (a safety net: long units keep polling)",
+        minimum=1_000,
+        maximum=3_600_000,
+    )
+    kafka_session_timeout_ms: int = setting(
+        10_000,
+        "a silent worker leaves the group after this long, ms",
+        minimum=1_000,
+        maximum=300_000,
+    )
+    kafka_heap: str = setting(
+        "512m", "Kafka JVM heap (-Xms = -Xmx)", scope=STACK, pattern=r"[0-9]+[kmg]"
+    )
+    # --- Redis ----------------------------------------------------------------
+    redis_timeout_s: int = setting(
+        5, "socket and connect timeout of Redis clients, seconds", minimum=1, maximum=300
+    )
+    task_maxmemory: str = setting(
+        "1gb", "task store memory cap; full = writes refused", scope=STACK, pattern=_SIZE
+    )
+    sequence_maxmemory: str = setting(
+        "4gb", "sequence store memory cap; full = LRU eviction", scope=STACK, pattern=_SIZE
+    )
+    # --- Processes ------------------------------------------------------------
+    workers: str = setting(
+        "auto",
+        "worker processes; auto = one per usable core",
+        scope=STACK,
+        pattern=r"auto|[1-9][0-9]{0,2}",
+    )
+    worker_pin: int = setting(
+        1,
+        "1 = worker N pins itself to core N (if the host has it)",
+        scope=STACK,
+        minimum=0,
+        maximum=1,
+    )
+    submit_workers: int = setting(
+        2, "gunicorn processes of the submit app", scope=STACK, minimum=1, maximum=256
+    )
+    submit_threads: int = setting(
+        8, "threads per submit process", scope=STACK, minimum=1, maximum=1024
+    )
+    fetch_workers: int = setting(
+        2, "gunicorn processes of the fetch app", scope=STACK, minimum=1, maximum=256
+    )
+    fetch_threads: int = setting(
+        16, "threads (= concurrent streams) per fetch process", scope=STACK, minimum=1, maximum=1024
+    )
+    vip_workers: int = setting(
+        1, "gunicorn processes dedicated to VIP streams", scope=STACK, minimum=1, maximum=256
+    )
+    vip_threads: int = setting(4, "threads per VIP process", scope=STACK, minimum=1, maximum=1024)
+    log_level: str = setting(
+        "INFO", "log level of every fibod process", pattern=r"DEBUG|INFO|WARNING|ERROR|CRITICAL"
+    )
+    # --- nginx limits ---------------------------------------------------------
+    rate_limit: str = setting(
+        "200r/s", "nginx: submit requests per client address", scope=STACK, pattern=r"[0-9]+r/[sm]"
+    )
+    rate_burst: int = setting(
+        400,
+        "nginx: submit requests queued above the rate",
+        scope=STACK,
+        minimum=0,
+        maximum=10_000_000,
+    )
+    fetch_conn_limit: int = setting(
+        16,
+        "nginx: open fetch connections per client address (keep below the fetch threads)",
+        scope=STACK,
+        minimum=1,
+        maximum=100_000,
+    )
+    fetch_timeout_s: int = setting(
+        3600,
+        "nginx: longest pause in a fetch stream, seconds",
+        scope=STACK,
+        minimum=1,
+        maximum=86_400,
+    )
+    retry_after_s: int = setting(1, "seconds sent in Retry-After", minimum=1, maximum=3600)
+    # --- Scripts, tests and benchmarks ------------------------------------------
+    up_wait_s: int = setting(
+        90, "`make up`: longest wait for each part", scope=SCRIPT, minimum=1, maximum=3600
+    )
+    up_skip_apps: int = setting(
+        0, "`make up`: 1 = start only Redis, Kafka and nginx", scope=SCRIPT, minimum=0, maximum=1
+    )
+    down_wait_s: int = setting(
+        180,
+        "`make down`: longest wait for supervisord to stop",
+        scope=SCRIPT,
+        minimum=1,
+        maximum=3600,
+    )
+    test_stop_stack: int = setting(
+        0, "tests: 1 = `make down` when the test session ends", scope=SCRIPT, minimum=0, maximum=1
+    )
+    bench_sn: int = setting(
+        20_000,
+        "`make bench`: sn of the kernel micro-benchmarks",
+        scope=SCRIPT,
+        minimum=1,
+        maximum=10_000_000,
+    )
+
+    def __post_init__(self) -> None:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for f in fields(self):
+            derive = f.metadata["spec"].derive
+            if derive is not None and not values[f.name]:
+                values[f.name] = derive(values)
+                object.__setattr__(self, f.name, values[f.name])  # frozen: set once, here
+        for f in fields(self):
+            _check(f.name, values[f.name], f.metadata["spec"])
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """Build settings from FIBOD_<FIELD> variables, defaults elsewhere."""
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment, over FIBOD_ENV_FILE if it names one."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            raw = env.get("FIBOD_" + field.name.upper())
-            if raw is None:
-                continue
-            default = field.default
-            try:
-                values[field.name] = int(raw) if isinstance(default, int) else raw
-            except ValueError as exc:
-                raise ValueError(
-                    f"FIBOD_{field.name.upper()} must be an integer, got {raw!r}"
-                ) from exc
-        return cls(**values)  # type: ignore[arg-type]
+        path = env.get(ENV_FILE_VARIABLE)
+        return load(env, Path(path) if path else None)
+
+    def to_env(self) -> dict[str, str]:
+        """Return every setting as FIBOD_<NAME> -> text (secrets included)."""
+        return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def env_name(name: str) -> str:
+    """Return the environment variable of the setting `name`."""
+    return ENV_PREFIX + name.upper()
+
+
+def specs() -> dict[str, tuple[Any, type, Spec]]:
+    """Return name -> (default, type, spec) for every setting, in order."""
+    return {
+        f.name: (f.default, int if f.type in ("int", int) else str, f.metadata["spec"])
+        for f in fields(Settings)
+    }
+
+
+def parse_values(raw: Mapping[str, str], origin: str) -> dict[str, Any]:
+    """Turn FIBOD_* text values into typed settings; refuse unknown names."""
+    table = specs()
+    by_env = {env_name(name): name for name in table}
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_FILE_VARIABLE:
+            continue
+        name = by_env.get(key)
+        if name is None:
+            close = difflib.get_close_matches(key, by_env, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SettingsError(f"{origin}: unknown setting {key}{hint}")
+        _default, kind, _spec = table[name]
+        if kind is int:
+            if not re.fullmatch(r"-?[0-9]{1,19}", text.strip()):
+                raise SettingsError(f"{key} must be an integer, got {text!r} ({origin})")
+            values[name] = int(text)
+        else:
+            values[name] = text
+    return values
+
+
+def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Merge defaults, env_file and environ (FIBOD_* only); derive the rest."""
+    values: dict[str, Any] = {}
+    if env_file is not None:
+        try:
+            values |= parse_values(read_env_file(env_file), str(env_file))
+        except OSError as exc:
+            raise SettingsError(f"cannot read settings file {env_file}: {exc.strerror}") from None
+        except EnvFileError as exc:
+            raise SettingsError(str(exc)) from None
+    env = os.environ if environ is None else environ
+    values |= parse_values(env, "environment")
+    try:
+        return Settings(**values)
+    except TypeError as exc:  # a value of the wrong type reached the dataclass
+        raise SettingsError(str(exc)) from None
+
+
+def discover_env_file(environ: Mapping[str, str], explicit: str | None = None) -> Path | None:
+    """Pick the env file a command reads: --env-file, FIBOD_ENV_FILE, or the checkout's.
+
+    The checkout's file is skipped when this user may not read it (it is
+    mode 600): commands that need no secrets still run on the defaults.
+    """
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_FILE_VARIABLE):
+        return Path(environ[ENV_FILE_VARIABLE])
+    if CHECKOUT_ENV_FILE.is_file() and os.access(CHECKOUT_ENV_FILE, os.R_OK):
+        return CHECKOUT_ENV_FILE
+    return None
+
+
+def discover(environ: Mapping[str, str] | None = None, explicit: str | None = None) -> Settings:
+    """Load settings the way commands do: the env file they find, then the environment."""
+    env = os.environ if environ is None else environ
+    return load(env, discover_env_file(env, explicit))
+
+
+def startup_settings(program: str, exit_code: int) -> Settings:
+    """Load a daemon's settings from its environment, or exit with one line."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"fibod {program}: {exc}", file=sys.stderr)
+        raise SystemExit(exit_code) from None
+
+
+def _check(name: str, value: Any, spec: Spec) -> None:
+    """Refuse a value outside its range or pattern, naming the variable."""
+    key = env_name(name)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SettingsError(f"{key} has an unexpected type: {value!r}")
+    if isinstance(value, int):
+        if spec.minimum is not None and value < spec.minimum:
+            raise SettingsError(f"{key} must be at least {spec.minimum}, got {value}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise SettingsError(f"{key} must be at most {spec.maximum}, got {value}")
+    elif spec.pattern is not None and not re.fullmatch(spec.pattern, value, re.IGNORECASE):
+        shown = "(secret)" if spec.secret else repr(value[:80])
+        raise SettingsError(f"{key}={shown} does not match {spec.pattern}")
+
+
+def _allowed(default: Any, kind: type, spec: Spec) -> str:
+    if kind is int:
+        low = "" if spec.minimum is None else f"{spec.minimum:,}"
+        high = "" if spec.maximum is None else f"{spec.maximum:,}"
+        return f"{low} .. {high}"
+    return f"`{spec.pattern}`" if spec.pattern else "text"
+
+
+def markdown_table() -> str:
+    """Render the settings as the Markdown table of docs/OPERATIONS.md."""
+    rows = [
+        "| variable | default | allowed | read by | what |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, (default, kind, spec) in specs().items():
+        if spec.secret:
+            shown = "random"
+        elif spec.derive is not None:
+            shown = "derived"
+        else:
+            shown = str(default)
+        allowed = _allowed(default, kind, spec).replace("|", "\\|")
+        rows.append(f"| `{env_name(name)}` | {shown} | {allowed} | {spec.scope} | {spec.doc} |")
+    return "\n".join(rows) + "\n"
+
+
+#: Markers around the generated table in docs/OPERATIONS.md.
+DOC_BEGIN = "<!-- settings table: generated by `python -m fibod.config --markdown` -->"
+DOC_END = "<!-- end of settings table -->"
+
+
+def with_current_table(doc: str) -> str:
+    """Return doc with the text between DOC_BEGIN and DOC_END regenerated."""
+    head, begin, rest = doc.partition(DOC_BEGIN)
+    _old, end, tail = rest.partition(DOC_END)
+    if not begin or not end:
+        raise SettingsError(f"the document lacks the markers {DOC_BEGIN!r} ... {DOC_END!r}")
+    return f"{head}{DOC_BEGIN}\n{markdown_table()}{DOC_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the settings table or one setting; refuse bad settings with one line."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--markdown"]:
+        sys.stdout.write(markdown_table())
+        return 0
+    if len(args) == 2 and args[0] == "--update-doc":
+        doc = Path(args[1])
+        doc.write_text(with_current_table(doc.read_text()))
+        return 0
+    if len(args) == 2 and args[0] == "--get" and args[1] in specs():
+        try:
+            print(getattr(discover(), args[1]))
+        except SettingsError as exc:
+            print(f"fibod: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    print(
+        "usage: python -m fibod.config --markdown | --get NAME | --update-doc FILE", file=sys.stderr
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,6 +35,12 @@ class UnavailableError(FibodError):
     exit_code = 75  # EX_TEMPFAIL
 
 
+class StoreAuthError(UnavailableError):
+    """A store refused our credentials: a setting is wrong, retrying won't help."""
+
+    exit_code = 77  # EX_NOPERM
+
+
 class SegmentError(FibodError, ValueError):
     """A stored segment is truncated, corrupted or not a fibod segment."""
 

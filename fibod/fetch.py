@@ -21,10 +21,11 @@ from typing import Protocol
 import falcon
 
 from fibod import planner
-from fibod.config import Settings
+from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
 from fibod.errors import ExpiredError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import get_kernel
+from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
 from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
 from fibod.queue import KIND_TASK, QueueMessage
@@ -256,8 +257,8 @@ def get_app() -> falcon.App:
     from fibod.sequences import SequenceStore
     from fibod.tasks import TaskStore
 
-    logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
-    settings = Settings.from_env()
+    settings = startup_settings("fetch", GUNICORN_BOOT_ERROR)
+    configure_logging(settings)
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-fetch-{os.getpid()}")

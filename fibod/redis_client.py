@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 import redis
 
 from fibod.config import Settings
-from fibod.errors import UnavailableError
+from fibod.errors import StoreAuthError, UnavailableError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +39,11 @@ def unavailable_on_error(what: str) -> Iterator[None]:
     """Turn any Redis failure into UnavailableError naming the store."""
     try:
         yield
+    except redis.AuthenticationError as exc:
+        raise StoreAuthError(
+            f"{what} refused the password ({exc}): check FIBOD_REDIS_PASSWORD, or point "
+            "FIBOD_ENV_FILE / --env-file at the stack's settings (var/conf/fibod.env)"
+        ) from exc
     except redis.RedisError as exc:
         raise UnavailableError(f"{what} unavailable: {exc}") from exc
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import threading
 from collections.abc import Iterator
 
 import falcon
 
-from fibod.config import Settings
+from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
 from fibod.errors import ForbiddenError, InputError, UnauthorizedError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
+from fibod.logs import configure_logging
 from fibod.params import FORMATS, parse_format, parse_sn, query_params, single
 
 log = logging.getLogger("fibod.vip")
@@ -139,8 +139,8 @@ def create_app(settings: Settings, kernel: Kernel | None = None) -> falcon.App:
 
 def get_app() -> falcon.App:
     """Build the VIP app from the environment (gunicorn)."""
-    logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
-    settings = Settings.from_env()
+    settings = startup_settings("vip", GUNICORN_BOOT_ERROR)
+    configure_logging(settings)
     if not parse_api_keys(settings.vip_api_keys):
         log.warning("FIBOD_VIP_API_KEYS is empty: every VIP request gets 403")
     return create_app(settings)

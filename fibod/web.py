@@ -15,9 +15,10 @@ from typing import Protocol
 
 import falcon
 
-from fibod.config import Settings
+from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
 from fibod.errors import UnavailableError
 from fibod.httputil import TEXT, install_error_handlers, wants_json
+from fibod.logs import configure_logging
 from fibod.openapi import openapi_yaml
 from fibod.params import parse_sn, query_params, single
 from fibod.queue import KIND_TASK, QueueMessage
@@ -106,8 +107,8 @@ def get_app() -> falcon.App:
     from fibod.queue import TaskPublisher
     from fibod.tasks import TaskStore
 
-    logging.basicConfig(level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"))
-    settings = Settings.from_env()
+    settings = startup_settings("submit", GUNICORN_BOOT_ERROR)
+    configure_logging(settings)
     tasks = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-submit-{os.getpid()}")
     return create_app(settings, tasks, publisher)
