@@ -4,7 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test unit bench lint clean
+.PHONY: deps install up down status test unit bench lint settings-doc clean
+
+# Debian packages (redis-server, nginx, Java, Maven, ...): installs only what is missing.
+deps:
+	bash scripts/deps.sh
 
 install: $(STAMP)
 
@@ -15,7 +19,7 @@ $(STAMP): pyproject.toml setup.py fibod/_fastfib.pyx fibod/_fastfib_core.h
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[dev]"
 	touch $(STAMP)
 
-up: install
+up: deps install
 	bash scripts/up.sh
 
 down:
@@ -25,7 +29,7 @@ status:
 	bash scripts/status.sh
 
 # Unit tests need no servers; integration tests start the stack themselves.
-test: install
+test: deps install
 	$(PY) -m pytest -q tests
 
 unit: install
@@ -33,6 +37,10 @@ unit: install
 
 bench: install
 	$(PY) -m pytest -q bench --benchmark-only -s
+
+# Regenerate the settings table of docs/OPERATIONS.md from fibod/config.py.
+settings-doc: install
+	$(PY) -m fibod.config --update-doc docs/OPERATIONS.md
 
 lint: install
 	$(VENV)/bin/ruff check fibod tests bench scripts ops

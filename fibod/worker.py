@@ -12,19 +12,21 @@ evicts the worker for exceeding max.poll.interval.ms.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import socket
 import time
 import types
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from fibod import keys, planner
-from fibod.config import Settings
+from fibod.affinity import pin_to_core
+from fibod.config import EX_CONFIG, Settings, startup_settings
 from fibod.errors import UnavailableError
+from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskState, TaskStore
@@ -280,13 +282,15 @@ def build_worker(settings: Settings) -> Worker:
     return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
 
 
-def main(argv: Any = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run one worker until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=os.environ.get("FIBOD_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
-    worker = build_worker(Settings.from_env())
+    parser = argparse.ArgumentParser(prog="fibod.worker", description=main.__doc__)
+    parser.add_argument("--index", type=int, default=0, help="worker number, pins to core N")
+    args = parser.parse_args(argv)
+    settings = startup_settings("worker", EX_CONFIG)
+    configure_logging(settings)
+    log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
+    worker = build_worker(settings)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
     worker.run()

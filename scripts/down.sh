@@ -5,48 +5,40 @@
 # each with its stopsignal and stopwaitsecs), waits for it to exit, then
 # waits until no port of the stack is in use. If supervisord is gone but
 # programs it started survived (it was killed), those are stopped by pid.
-# Data under var/ is kept.
+# Data under the state dir (var/) is kept.
 set -euo pipefail
+SCRIPT_NAME=down
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VAR=$ROOT/var
-PY=$ROOT/.venv/bin/python
-SV_CONF=$VAR/conf/supervisord.conf
-SV_PIDFILE=$VAR/run/supervisord.pid
-#: Longest wait for supervisord to stop all programs (Redis may flush GBs).
-STOP_WAIT_S=${FIBOD_DOWN_WAIT_S:-180}
+if [[ ! -x $PY ]]; then
+    log "no .venv: nothing of the stack can be running"
+    exit 0
+fi
+effective=$("$PY" "$ROOT/scripts/render_conf.py" --where)
+if [[ ! -f $effective ]]; then
+    log "no effective settings ($effective): the stack never started here"
+    exit 0
+fi
+load_settings "$effective"
 
-log() { printf 'down: %s\n' "$*"; }
-
-# Pids of programs this stack started, found by their command lines.
+# Pids of programs this stack's supervisord started: supervisord puts its
+# socket's URL in each child's environment, and their children inherit it.
 stack_pids() {
-    pgrep -f -- "$VAR/conf/|--worker-tmp-dir $VAR/tmp --name fibod-|$ROOT/.venv/bin/python -m fibod\.worker" || true
-}
-
-# True if the pid runs (a zombie left by a killed daemon does not count).
-alive() {
-    local state
-    state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
-}
-
-wait_gone() {
-    local deadline=$((SECONDS + $1)) pid
-    shift
-    for pid in "$@"; do
-        while alive "$pid"; do
-            ((SECONDS < deadline)) || return 1
-            sleep 0.5
-        done
+    local marker="SUPERVISOR_SERVER_URL=unix://$STATE/run/supervisor.sock" environ pid
+    for environ in /proc/[0-9]*/environ; do
+        pid=${environ#/proc/}
+        pid=${pid%/environ}
+        grep -qzxF "$marker" "$environ" 2>/dev/null && echo "$pid"
     done
 }
 
-if [[ -s $SV_PIDFILE ]] && alive "$(cat "$SV_PIDFILE")" &&
-    [[ $(ps -o args= -p "$(cat "$SV_PIDFILE")") == *supervisord* ]]; then
+if supervisord_running; then
     pid=$(cat "$SV_PIDFILE")
     log "stopping supervisord (pid $pid) and its programs"
-    "$ROOT/.venv/bin/supervisorctl" -c "$SV_CONF" shutdown >/dev/null || true
-    if ! wait_gone "$STOP_WAIT_S" "$pid"; then
-        log "supervisord still running after $STOP_WAIT_S s; see $VAR/log/supervisord.log" >&2
+    sv shutdown >/dev/null || true
+    if ! wait_gone "$FIBOD_DOWN_WAIT_S" "$pid"; then
+        log "supervisord still running after $FIBOD_DOWN_WAIT_S s; see $STATE/log/supervisord.log" >&2
         exit 1
     fi
 else
@@ -62,12 +54,10 @@ if ((${#orphans[@]})); then
         wait_gone 5 "${orphans[@]}" || true
     fi
 fi
-rm -f "$VAR/run/stack.sha256"
+rm -f "$STATE/run/stack.sha256"
 
-if [[ -f $VAR/conf/fibod.env ]]; then
-    if ! "$PY" "$ROOT/scripts/health.py" ports-free --wait-s 30; then
-        log "a port is still in use by a program outside the stack" >&2
-        exit 1
-    fi
+if ! "$PY" "$ROOT/scripts/health.py" ports-free --wait-s 30; then
+    log "a port is still in use by a program outside the stack" >&2
+    exit 1
 fi
 log "stack stopped"

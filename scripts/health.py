@@ -1,7 +1,8 @@
 """Check one part of the running stack, waiting a bounded time for it.
 
-Reads the effective settings from var/conf/fibod.env (written by
-scripts/render_conf.py). Prints one line per check and exits 0 when the
+Reads the settings model (`fibod.config`): the scripts export the
+effective settings before they call it, and a checkout's
+var/conf/fibod.env is found otherwise. Prints one line per check and exits 0 when the
 part is healthy, 1 when it is not by the end of --wait-s.
 
 Usage:
@@ -18,34 +19,21 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import fields
 
-from fibod.envfile import read_env_file
+from fibod.config import Settings, SettingsError, discover
 
-ROOT = Path(__file__).resolve().parent.parent
-EFFECTIVE_ENV_FILE = ROOT / "var" / "conf" / "fibod.env"
 #: Seconds one probe (a PING, a request, a connect) may take.
 PROBE_TIMEOUT_S = 5.0
 #: Seconds between two probes while waiting.
 RETRY_PAUSE_S = 0.5
 #: Statuses nginx makes itself when an app is not there.
 GATEWAY_ERRORS = (502, 503, 504)
-#: Settings holding the ports the stack listens on.
-PORT_SETTINGS = (
-    "FIBOD_TASK_REDIS_PORT",
-    "FIBOD_SEQUENCE_REDIS_PORT",
-    "FIBOD_KAFKA_PORT",
-    "FIBOD_KAFKA_CONTROLLER_PORT",
-    "FIBOD_SUBMIT_PORT",
-    "FIBOD_FETCH_PORT",
-    "FIBOD_VIP_PORT",
-    "FIBOD_HTTP_PORT",
-)
 
 
-def load_settings() -> dict[str, str]:
-    """Read var/conf/fibod.env into a dict."""
-    return read_env_file(EFFECTIVE_ENV_FILE)
+def stack_ports(settings: Settings) -> dict[str, int]:
+    """Return every port the stack listens on, by setting name."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if f.name.endswith("_port")}
 
 
 def wait(check: Callable[[], tuple[bool, str]], wait_s: float) -> tuple[bool, str]:
@@ -58,14 +46,14 @@ def wait(check: Callable[[], tuple[bool, str]], wait_s: float) -> tuple[bool, st
         time.sleep(RETRY_PAUSE_S)
 
 
-def check_redis(settings: dict[str, str], store: str) -> Callable[[], tuple[bool, str]]:
+def check_redis(settings: Settings, store: str) -> Callable[[], tuple[bool, str]]:
     """Return a check that PINGs one Redis server with the password."""
     import redis
 
-    url = settings[f"FIBOD_{store.upper()}_REDIS_URL"]
+    url = settings.task_redis_url if store == "task" else settings.sequence_redis_url
     client = redis.Redis.from_url(
         url,
-        password=settings["FIBOD_REDIS_PASSWORD"],
+        password=settings.redis_password,
         socket_timeout=PROBE_TIMEOUT_S,
         socket_connect_timeout=PROBE_TIMEOUT_S,
     )
@@ -97,16 +85,14 @@ def http_status(host: str, port: int, path: str) -> int:
         conn.close()
 
 
-def check_http(
-    settings: dict[str, str], allow_missing_apps: bool
-) -> Callable[[], tuple[bool, str]]:
+def check_http(settings: Settings, allow_missing_apps: bool) -> Callable[[], tuple[bool, str]]:
     """Return a check that GETs the submit and fetch routes through nginx.
 
     Without the query parameters both apps must answer 4xx; nginx's own
     502/503/504 means the app behind it is missing, which only
     allow_missing_apps accepts.
     """
-    port = int(settings["FIBOD_HTTP_PORT"])
+    host, port = settings.listen_address, settings.http_port
     paths = ("/myapp/fibo", "/myapp/fibotask")
 
     def check() -> tuple[bool, str]:
@@ -114,30 +100,31 @@ def check_http(
         ok = True
         for path in paths:
             try:
-                status = http_status("127.0.0.1", port, path)
+                status = http_status(host, port, path)
             except OSError as exc:
-                return False, f"nginx 127.0.0.1:{port}: {exc}"
+                return False, f"nginx {host}:{port}: {exc}"
             results.append(f"GET {path} -> {status}")
             if status in GATEWAY_ERRORS:
                 ok = ok and allow_missing_apps
             elif status >= 500:
                 ok = False
-        return ok, f"http {settings['FIBOD_BASE_URL']}: " + ", ".join(results)
+        return ok, f"http {settings.base_url}: " + ", ".join(results)
 
     return check
 
 
-def check_ports_free(settings: dict[str, str]) -> Callable[[], tuple[bool, str]]:
+def check_ports_free(settings: Settings) -> Callable[[], tuple[bool, str]]:
     """Return a check that no port of the stack accepts connections."""
-    ports = {name: int(settings[name]) for name in PORT_SETTINGS}
+    ports = stack_ports(settings)
+    host = settings.listen_address
 
     def check() -> tuple[bool, str]:
         busy = []
         for name, port in ports.items():
             with socket.socket() as sock:
                 sock.settimeout(1.0)
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    busy.append(f"{port} ({name})")
+                if sock.connect_ex((host, port)) == 0:
+                    busy.append(f"{port} (FIBOD_{name.upper()})")
         if busy:
             return False, "ports still in use: " + ", ".join(busy)
         return True, "ports free: " + ", ".join(str(p) for p in ports.values())
@@ -154,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-missing-apps", action="store_true")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-    except OSError as exc:
-        print(f"health: {exc} (run scripts/render_conf.py)", file=sys.stderr)
+        settings = discover()
+    except SettingsError as exc:
+        print(f"health: {exc}", file=sys.stderr)
         return 1
     if args.part == "redis":
         if args.store is None:

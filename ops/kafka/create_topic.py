@@ -1,7 +1,8 @@
 """Create the fibod task topic on the Kafka broker; fine if it exists.
 
 Waits a bounded time for the broker to answer, creates FIBOD_TASK_TOPIC
-with FIBOD_TASK_PARTITIONS partitions and one replica, grows the topic
+with FIBOD_TASK_PARTITIONS partitions and one replica (settings from the
+model, `fibod.config`), grows the topic
 when it has fewer partitions than asked (Kafka cannot shrink one), and
 exits non-zero with a reason when anything fails.
 
@@ -11,12 +12,13 @@ Usage: python ops/kafka/create_topic.py [--wait-s 90] [--check]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from fibod.config import SettingsError, discover
 
 #: Seconds one admin request may take before it counts as a failure.
 REQUEST_TIMEOUT_S = 10.0
@@ -80,14 +82,15 @@ def ensure_topic(admin: AdminClient, topic: str, partitions: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, then wait for the broker and ensure the topic."""
+    try:
+        settings = discover()
+    except SettingsError as exc:
+        print(f"kafka: {exc}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("FIBOD_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    )
-    parser.add_argument("--topic", default=os.environ.get("FIBOD_TASK_TOPIC", "fibod.tasks"))
-    parser.add_argument(
-        "--partitions", type=int, default=int(os.environ.get("FIBOD_TASK_PARTITIONS", "8"))
-    )
+    parser.add_argument("--bootstrap", default=settings.kafka_bootstrap)
+    parser.add_argument("--topic", default=settings.task_topic)
+    parser.add_argument("--partitions", type=int, default=settings.task_partitions)
     parser.add_argument(
         "--wait-s", type=float, default=90.0, help="how long to wait for the broker"
     )

@@ -2,11 +2,14 @@
 # Run the single-node Kafka broker in the foreground (supervisor's child).
 #
 # Formats the KRaft storage on first start with a cluster id kept in
-# var/kafka/cluster.id, then execs java so supervisor signals the JVM itself.
+# <state dir>/kafka/cluster.id, then execs java so supervisor signals the
+# JVM itself. FIBOD_STATE_DIR and FIBOD_KAFKA_HEAP come from the effective
+# settings in the environment (supervisord passes them on).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-var=$root/var
+var=${FIBOD_STATE_DIR:?FIBOD_STATE_DIR is not set: start the stack with make up}
+heap=${FIBOD_KAFKA_HEAP:?FIBOD_KAFKA_HEAP is not set: start the stack with make up}
 lib=$root/ops/kafka/lib
 conf=$var/conf/kafka-server.properties
 data=$var/kafka/data
@@ -47,7 +50,6 @@ fi
 java "${jvm_props[@]}" -cp "$classpath" kafka.tools.StorageTool format \
     -t "$(cat "$idfile")" -c "$conf" --ignore-formatted
 
-heap=${FIBOD_KAFKA_HEAP:-512m}
 exec java -Xms"$heap" -Xmx"$heap" -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \

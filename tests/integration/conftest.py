@@ -126,7 +126,7 @@ def supervisor_pids(stack: Stack):
     def pids(prefix: str) -> list[int]:
         ctl = ROOT / ".venv" / "bin" / "supervisorctl"
         out = subprocess.run(
-            [str(ctl), "-c", str(ROOT / "var" / "conf" / "supervisord.conf"), "status"],
+            [str(ctl), "-c", str(ROOT / "supervisord.conf"), "status"],
             capture_output=True,
             text=True,
             check=False,

@@ -30,7 +30,7 @@ from fibod.errors import SegmentError
 from fibod.segments import SegmentLayout, read_header, validate_segment
 
 ROOT = Path(__file__).resolve().parents[2]
-SV_CONF = ROOT / "var" / "conf" / "supervisord.conf"
+SV_CONF = ROOT / "supervisord.conf"
 SUPERVISORCTL = ROOT / ".venv" / "bin" / "supervisorctl"
 #: Longest wait for a program to be RUNNING again (Kafka needs ~5-10 s).
 RESTORE_TIMEOUT_S = 90
