@@ -35,6 +35,10 @@ class UnavailableError(FibodError):
     exit_code = 75  # EX_TEMPFAIL
 
 
+class SegmentVanishedError(UnavailableError):
+    """A segment disappeared while its task was being streamed."""
+
+
 class SegmentError(FibodError, ValueError):
     """A stored segment is truncated, corrupted or not a fibod segment."""
 
