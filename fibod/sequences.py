@@ -23,6 +23,17 @@ from fibod.segments import HEADER, HEADER_BYTES, SegmentLayout, payload_of, read
 _STORE = "sequence store"
 _SCAN_COUNT = 1000
 
+# Delete a claim only while this worker still holds it: an expired claim
+# may already belong to another worker.
+RELEASE_CLAIM_LUA = """
+-- KEYS[1]: claim key. ARGV[1]: owner id.
+-- Returns 1 if the claim was ours and is deleted, else 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class CacheStats:
@@ -50,7 +61,7 @@ class SequenceStore:
     def __init__(self, client: redis.Redis, layout: SegmentLayout) -> None:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
-        self._release = client.register_script(keys.RELEASE_CLAIM_LUA)
+        self._release = client.register_script(RELEASE_CLAIM_LUA)
 
     def key(self, j: int) -> str:
         """Name segment j in this layout."""

@@ -27,6 +27,52 @@ from fibod.redis_client import connect, store_call
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 _STORE = "task store"
 
+# Update fields of a task only if its hash exists, so a late writer never
+# recreates a deleted or expired task as a partial hash.
+UPDATE_TASK_LUA = """
+-- KEYS[1]: task key.
+-- ARGV[1]: TTL seconds (0 = remove any TTL, -1 = keep it); ARGV[2..]: field, value pairs.
+-- Returns 1 if updated, 0 if the task is absent.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+    redis.call('EXPIRE', KEYS[1], ttl)
+elseif ttl == 0 then
+    redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+
+# Mark a task running and keep the first start time across redeliveries.
+START_TASK_LUA = """
+-- KEYS[1]: task key. ARGV[1]: now (ms since the epoch).
+-- Returns 1 if marked, 0 if absent or already ready or failed.
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'running' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+return 1
+"""
+
+# Put a ready task back in the queue (a segment was evicted); only one of
+# several concurrent callers wins, so one task message is produced.
+REQUEUE_TASK_LUA = """
+-- KEYS[1]: task key. No ARGV.
+-- Returns 1 if re-queued, 0 if absent or not ready.
+if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'done', '0')
+redis.call('HDEL', KEYS[1], 'finished', 'text_bytes')
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
 
 class TaskState(StrEnum):
     """Where a task is in its life."""
@@ -123,9 +169,9 @@ class TaskStore:
         self._redis = client  # decode_responses=True
         self.ttl_s = ttl_s
         self._clock = clock
-        self._update = client.register_script(keys.UPDATE_TASK_LUA)
-        self._start = client.register_script(keys.START_TASK_LUA)
-        self._requeue = client.register_script(keys.REQUEUE_TASK_LUA)
+        self._update = client.register_script(UPDATE_TASK_LUA)
+        self._start = client.register_script(START_TASK_LUA)
+        self._requeue = client.register_script(REQUEUE_TASK_LUA)
 
     @store_call(_STORE)
     def create(self, sn: int) -> Task:
