@@ -105,7 +105,7 @@ def id_created_ms(task_id: str) -> int:
     return int(task_id[:12], 16)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """One task as the task store holds it."""
 
@@ -157,6 +157,37 @@ class Task:
         )
 
 
+def new_task(sn: int, created_ms: int) -> Task:
+    """Make the task for sn: queued, or ready at once when sn is 0.
+
+    sn=0 asks for no number, so there is nothing to compute and no reason
+    for a round trip through the queue.
+    """
+    task_id = new_task_id(created_ms)
+    if sn == 0:
+        return Task(
+            id=task_id,
+            sn=0,
+            state=TaskState.READY,
+            text_bytes=0,
+            created=created_ms,
+            started=created_ms,
+            finished=created_ms,
+        )
+    return Task(id=task_id, sn=sn, state=TaskState.QUEUED, created=created_ms)
+
+
+def absent_task_error(task_id: str, ttl_s: int, now: int) -> ExpiredError | NotFoundError:
+    """Say why no task has this id: expired if older than the TTL, else unknown.
+
+    Ids carry their creation time, so an absent task older than the TTL
+    is one whose result has expired.
+    """
+    if id_created_ms(task_id) + ttl_s * 1000 < now:
+        return ExpiredError(f"task {task_id} has expired")
+    return NotFoundError(f"no task with id {task_id}")
+
+
 class TaskStore:
     """Create, read and move tasks between states in Redis #1."""
 
@@ -176,19 +207,14 @@ class TaskStore:
     @store_call(_STORE)
     def create(self, sn: int) -> Task:
         """Store a new queued task (ready at once when sn is 0)."""
-        created = self._clock()
-        task_id = new_task_id(created)
-        if sn == 0:  # nothing to compute: ready now, no queue round trip
-            task = Task(task_id, 0, TaskState.READY, 0, 0, created, created, created)
-        else:
-            task = Task(task_id, sn, TaskState.QUEUED, created=created)
+        task = new_task(sn, self._clock())
         mapping: dict[str | bytes, bytes | float | int | str] = {
             k: v for k, v in self._fields(task).items() if v != ""
         }
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.task_key(task_id), mapping=mapping)
+            pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
-                pipe.expire(keys.task_key(task_id), self.ttl_s)
+                pipe.expire(keys.task_key(task.id), self.ttl_s)
             pipe.execute()
         return task
 
@@ -203,9 +229,7 @@ class TaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        if id_created_ms(task_id) + self.ttl_s * 1000 < self._clock():
-            raise ExpiredError(f"task {task_id} has expired")
-        raise NotFoundError(f"no task with id {task_id}")
+        raise absent_task_error(task_id, self.ttl_s, self._clock())
 
     @store_call(_STORE)
     def delete(self, task_id: str) -> None:

@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from fibod.errors import ExpiredError, NotFoundError, UnavailableError
+from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout, render_segment
-from fibod.tasks import Task, TaskState, id_created_ms, new_task_id
+from fibod.tasks import Task, TaskState, absent_task_error, new_task
 
 
 class MemorySequenceStore:
@@ -88,12 +88,8 @@ class MemoryTaskStore:
 
     def create(self, sn: int) -> Task:
         self._check()
-        task_id = new_task_id(self.now)
-        if sn == 0:
-            task = Task(task_id, 0, TaskState.READY, 0, 0, self.now, self.now, self.now)
-        else:
-            task = Task(task_id, sn, TaskState.QUEUED, created=self.now)
-        self.tasks[task_id] = task
+        task = new_task(sn, self.now)
+        self.tasks[task.id] = task
         return task
 
     def get(self, task_id: str) -> Task | None:
@@ -104,9 +100,7 @@ class MemoryTaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        if id_created_ms(task_id) + self.ttl_s * 1000 < self.now:
-            raise ExpiredError(f"task {task_id} has expired")
-        raise NotFoundError(f"no task with id {task_id}")
+        raise absent_task_error(task_id, self.ttl_s, self.now)
 
     def delete(self, task_id: str) -> None:
         self._check()
