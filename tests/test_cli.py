@@ -9,7 +9,7 @@ import sys
 import gmpy2
 import pytest
 
-from tests.conftest import reference_text
+from tests.reference import reference_text
 
 FIBOD = [sys.executable, "-m", "fibod.cli"]
 

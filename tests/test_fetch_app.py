@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 
 import falcon.testing
@@ -14,19 +13,10 @@ from fibod.planner import task_segments
 from fibod.segments import SegmentLayout, encode_segment
 from fibod.tasks import Task, TaskState, new_task_id
 from fibod.testing import MemorySequenceStore, MemoryTaskStore, RecordingPublisher
+from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)
 SETTINGS = Settings(segment_bytes=4096, write_chunk_bytes=64 * 1024, fetch_max_wait_s=1)
-
-
-def reference(sn: int, sep: str = " ") -> bytes:
-    """F(0)..F(sn-1) from plain Python ints."""
-    sys.set_int_max_str_digits(0)
-    out, a, b = [], 0, 1
-    for _ in range(sn):
-        out.append(str(a) + sep)
-        a, b = b, a + b
-    return "".join(out).encode()
 
 
 class Parts:
@@ -42,7 +32,7 @@ class Parts:
         for j in task_segments(LAYOUT, sn):
             self.sequences.put(j, encode_segment(*LAYOUT.bounds(j)))
         task = self.tasks.create(sn)
-        self.tasks.mark_ready(task.id, sn, len(reference(sn)))
+        self.tasks.mark_ready(task.id, sn, len(reference_text(0, sn)))
         return self.tasks.tasks[task.id]
 
 
@@ -61,7 +51,7 @@ def test_ready_task_streams_exact_bytes(parts: Parts, sn: int) -> None:
         resp = parts.client.simulate_get(path, query_string=query)
         # then the body is 0x00 and exactly the reference text
         assert resp.status_code == 200
-        assert resp.content == b"\x00" + reference(sn)
+        assert resp.content == b"\x00" + reference_text(0, sn)
         assert int(resp.headers["content-length"]) == len(resp.content)
 
 
@@ -69,7 +59,7 @@ def test_lines_and_binary_formats(parts: Parts) -> None:
     task = parts.ready_task(3000)
     get = parts.client.simulate_get
     lines = get("/myapp/fibotask", query_string=f"id={task.id}&format=lines")
-    assert lines.content == b"\x00" + reference(3000, "\n")
+    assert lines.content == b"\x00" + reference_text(0, 3000, "\n")
     binary = get("/myapp/fibotask", query_string=f"id={task.id}&format=binary")
     segments = [parts.sequences.segments[j] for j in task_segments(LAYOUT, 3000)]
     assert binary.content == b"\x00" + b"".join(segments)

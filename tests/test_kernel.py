@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fibod import _fastfib
 from fibod.kernel import FAST, Kernel
-from tests.conftest import reference_run, reference_text
+from tests.reference import reference_run, reference_text
 
 
 def joined(blocks) -> bytes:

@@ -17,7 +17,7 @@ from fibod.segments import (
     segment_numbers,
     validate_segment,
 )
-from tests.conftest import reference_run, reference_text
+from tests.reference import reference_run, reference_text
 
 
 def test_round_trip(kernel: Kernel) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from fibod.config import Settings
 from fibod.vip import create_app
-from tests.conftest import reference_text
+from tests.reference import reference_text
 
 KEY = "k3y-for-tests"
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import gmpy2
 import redis
 
 from fibod import keys
 from fibod.errors import SegmentError
-from fibod.segments import SegmentLayout, read_header, validate_segment
+from fibod.segments import SegmentLayout, validate_segment
+from tests.reference import gmpy2_run, segment_numbers_by_hand
 
 ROOT = Path(__file__).resolve().parents[2]
 SV_CONF = ROOT / "var" / "conf" / "supervisord.conf"
@@ -190,32 +190,6 @@ def drop_ghost_claims(sequence_redis: redis.Redis, layout: SegmentLayout) -> Non
             sequence_redis.delete(keys.claim_key(layout.segment_bytes, j))
 
 
-def independent_numbers(segment: bytes) -> list[int]:
-    """Decode a segment's numbers without the kernel: BCD bytes are hex digits."""
-    header = read_header(segment)
-    out: list[int] = []
-    pos, end = 32, 32 + header.payload_bytes
-    while pos < end:
-        digits = int.from_bytes(segment[pos : pos + 4], "little")
-        size = (digits + 1) // 2
-        text = segment[pos + 4 : pos + 4 + size].hex()
-        out.append(int(text[len(text) - digits :]))
-        pos += 4 + size
-    assert len(out) == header.count
-    return out
-
-
-def gmpy2_run(start: int, count: int) -> list[int]:
-    """Return F(start)..F(start+count-1) from gmpy2."""
-    a, b = gmpy2.fib2(start + 1)  # (F(start+1), F(start))
-    a, b = b, a
-    out = []
-    for _ in range(count):
-        out.append(int(a))
-        a, b = b, a + b
-    return out
-
-
 @dataclass
 class SegmentReport:
     """What the stored segments of a task looked like after a fault."""
@@ -246,7 +220,7 @@ def check_segments(
         if (header.start, header.count) != layout.bounds(j):
             report.problems.append(f"segment {j} holds F({header.start})+{header.count}")
         elif j in picked:
-            if independent_numbers(segment) != gmpy2_run(header.start, header.count):
+            if segment_numbers_by_hand(segment) != gmpy2_run(header.start, header.count):
                 report.problems.append(f"segment {j} differs from gmpy2")
             report.compared_with_gmpy2.append(j)
     return report

@@ -21,11 +21,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from clients import Client, raw_get, reference, reference_text_bytes
-from faults import claims, pgrep, record, rss_kib, threads, wait_for
 
 from fibod.config import Settings
 from fibod.segments import SegmentLayout
+from tests.integration.clients import Client, raw_get
+from tests.integration.faults import claims, pgrep, record, rss_kib, threads, wait_for
+from tests.reference import reference_text, reference_text_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -250,7 +251,7 @@ def test_slow_reader_and_quitter_hold_bounded_resources(stack, http) -> None:
             started = time.monotonic()
             got = http.get_path(f"/myapp/fibotask?id={small}")
             small_latencies.append(time.monotonic() - started)
-            assert got.content == b"\x00" + reference(3_000)
+            assert got.content == b"\x00" + reference_text(0, 3_000)
             for pid in pids:
                 rss_peak[pid] = max(rss_peak[pid], rss_kib(pid))
             temp_peak = max(temp_peak, _dir_bytes(temp_dir))
@@ -400,7 +401,7 @@ def test_burst_of_2000_submissions_all_complete(
     # and a sample streams byte for byte
     sample = rng.sample(answers, 12) + sorted(answers, key=lambda a: -a[0])[:2]
     for sn, _, task_id in sample:
-        assert http.fetch(task_id).content == b"\x00" + reference(sn)
+        assert http.fetch(task_id).content == b"\x00" + reference_text(0, sn)
     # and only the worker processes computed, at most one segment each at a time
     assert owners_seen <= workers, owners_seen - workers
     assert most_claims <= len(workers)

@@ -29,10 +29,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import requests
-from clients import Client, reference_digest, reference_text_bytes
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
-from faults import (
+
+from fibod import keys
+from fibod.config import Settings
+from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
+from fibod.redis_client import connect
+from fibod.segments import SegmentLayout
+from fibod.sequences import SequenceStore
+from fibod.tasks import TaskState, TaskStore
+from tests.integration.clients import Client
+from tests.integration.faults import (
     ROOT,
     Supervisor,
     check_segments,
@@ -46,14 +54,7 @@ from faults import (
     wait_for,
     worker_owner,
 )
-
-from fibod import keys
-from fibod.config import Settings
-from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
-from fibod.redis_client import connect
-from fibod.segments import SegmentLayout
-from fibod.sequences import SequenceStore
-from fibod.tasks import TaskState, TaskStore
+from tests.reference import reference_digest, reference_text_bytes
 
 pytestmark = pytest.mark.integration
 

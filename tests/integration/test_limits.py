@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import requests
-from clients import Client, raw_get
 
 from fibod import keys
+from tests.integration.clients import Client, raw_get
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from clients import Client, reference
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.segments import OVERHEAD_BYTES, SegmentLayout, read_header, segment_numbers
+from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
+from tests.integration.clients import Client
+from tests.reference import binary_body_numbers, reference_text
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +54,8 @@ def test_small_sequences_end_to_end(http, sn: int) -> None:
     resp = http.fetch(task_id)
     # then the body is 0x00 and exactly F(0)..F(sn-1), each followed by a space
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(sn)
-    assert int(resp.headers["Content-Length"]) == 1 + len(reference(sn))
+    assert resp.content == b"\x00" + reference_text(0, sn)
+    assert int(resp.headers["Content-Length"]) == 1 + len(reference_text(0, sn))
 
 
 def test_many_segments_cold_and_both_url_forms(http, sequence_store) -> None:
@@ -65,7 +66,7 @@ def test_many_segments_cold_and_both_url_forms(http, sequence_store) -> None:
     resp = http.fetch(task_id)
     # then the whole body matches the reference byte for byte
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(BIG_SN)
+    assert resp.content == b"\x00" + reference_text(0, BIG_SN)
     # and the original path form streams the same bytes
     again = http.get_path(f"/myapp/fibotask/id={task_id}")
     assert again.status_code == 200
@@ -91,7 +92,7 @@ def test_original_client_flow(http) -> None:
         assert got.status_code == 202 and "Retry-After" in got.headers
         time.sleep(0.05)
     # then the rest is the sequence
-    assert got.content[1:] == reference(3000)
+    assert got.content[1:] == reference_text(0, 3000)
 
 
 def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequence_store) -> None:
@@ -109,7 +110,7 @@ def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequen
         bodies = list(pool.map(client, sns))
     # then every answer is right
     for sn, body in zip(sns, bodies, strict=True):
-        assert body == b"\x00" + reference(sn)
+        assert body == b"\x00" + reference_text(0, sn)
     # and each needed segment was computed exactly once, across all workers
     after = sequence_store.counters()
     assert after["segments_computed"] - before["segments_computed"] == len(LAYOUT.covering(BIG_SN))
@@ -129,33 +130,19 @@ def test_stored_prefix_is_reused(http, sequence_store) -> None:
     stored, needed = len(LAYOUT.covering(BIG_SN)), len(LAYOUT.covering(longer))
     assert after["segments_reused"] - before["segments_reused"] == stored
     assert after["segments_computed"] - before["segments_computed"] == needed - stored
-    assert resp.content[: 1 + len(reference(BIG_SN))] == b"\x00" + reference(BIG_SN)
+    assert resp.content[: 1 + len(reference_text(0, BIG_SN))] == b"\x00" + reference_text(0, BIG_SN)
     assert int(resp.headers["Content-Length"]) == len(resp.content)
 
 
 def test_formats_lines_and_binary(http) -> None:
     task_id = http.submit(5000)
     lines = http.fetch(task_id, format="lines")
-    assert lines.content == b"\x00" + reference(5000, "\n")
+    assert lines.content == b"\x00" + reference_text(0, 5000, "\n")
     binary = http.fetch(task_id, format="binary")
     assert binary.status_code == 200
     assert binary.headers["Content-Type"] == "application/octet-stream"
-    numbers = _binary_numbers(binary.content[1:])
-    assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference(5000)
-
-
-def _binary_numbers(data: bytes) -> list[int]:
-    """Split concatenated segments and decode them in order."""
-    numbers: list[int] = []
-    pos = 0
-    while pos < len(data):
-        payload_bytes = int.from_bytes(data[pos + 20 : pos + 24], "little")
-        end = pos + OVERHEAD_BYTES + payload_bytes
-        header = read_header(data[pos:end])
-        assert header.start == len(numbers)
-        numbers += segment_numbers(data[pos:end])
-        pos = end
-    return numbers
+    numbers = binary_body_numbers(binary.content[1:])
+    assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference_text(0, 5000)
 
 
 def test_evicted_segment_is_recomputed_on_fetch(http, sequence_store) -> None:
@@ -167,7 +154,7 @@ def test_evicted_segment_is_recomputed_on_fetch(http, sequence_store) -> None:
     quick = http.get_path("/myapp/fibotask", params={"id": task_id})
     assert quick.content[:1] == b"\x01"
     # and a long-poll gets the full, right sequence after recomputation
-    assert http.fetch(task_id).content == b"\x00" + reference(12_000)
+    assert http.fetch(task_id).content == b"\x00" + reference_text(0, 12_000)
 
 
 @pytest.mark.parametrize(
@@ -211,4 +198,4 @@ def test_path_form_takes_options_after_ampersand(http) -> None:
     resp = http.get_path(f"/myapp/fibotask/id={task_id}&wait=20&format=lines")
     # then the options apply as they do in the query form
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(12, "\n")
+    assert resp.content == b"\x00" + reference_text(0, 12, "\n")
