@@ -256,37 +256,6 @@ def check_payload(const uint8_t[::1] payload, Py_ssize_t count):
     return total
 
 
-def render_payload_into(const uint8_t[::1] payload, size_t pos, Py_ssize_t count,
-                        uint8_t[::1] out, int sep=32):
-    """Render up to `count` numbers of a checked payload from byte `pos`.
-
-    Returns (new pos, numbers rendered, bytes written); stops before a
-    number that does not fit in `out`.
-    """
-    cdef size_t n = payload.shape[0]
-    cdef const uint8_t *base = &payload[0] if n else NULL
-    cdef size_t space = out.shape[0]
-    cdef uint8_t *obase = &out[0] if space else NULL
-    cdef uint8_t *p = obase
-    cdef size_t d, nb
-    cdef Py_ssize_t done = 0
-    with nogil:
-        while done < count and pos + 4 <= n:
-            d = read_u32(base + pos)
-            nb = (d + 1) // 2
-            if pos + 4 + nb > n or <size_t>(p - obase) + d + 1 > space:
-                break
-            p = ff_render(base + pos + 4, d, p)
-            p[0] = <uint8_t>sep
-            p += 1
-            pos += 4 + nb
-            done += 1
-    if done == 0 and count > 0 and pos + 4 <= n:
-        raise ValueError(f"output buffer of {space} bytes cannot hold a "
-                         f"{read_u32(base + pos)}-digit number")
-    return pos, done, p - obase
-
-
 def prefix_digits(const uint8_t[::1] payload, Py_ssize_t count):
     """Return the total digits of the first `count` numbers of a checked payload."""
     cdef size_t n = payload.shape[0]

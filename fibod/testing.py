@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
-from fibod.segments import SegmentLayout, render_segment
+from fibod.segments import HEADER_BYTES, SegmentLayout
+from fibod.sequences import text_bytes_from_segments
 from fibod.tasks import Task, TaskState, absent_task_error, new_task
 
 
@@ -62,15 +63,12 @@ class MemorySequenceStore:
         self.counters.update(deltas)
 
     def text_bytes(self, js: Sequence[int], sn: int) -> int | None:
-        total = 0
-        for j in js:
-            segment = self.segments.get(j)
-            if segment is None:
-                return None
-            start, count = self.layout.bounds(j)
-            wanted = min(count, sn - start)
-            total += sum(len(b) for b in render_segment(segment, wanted))
-        return total
+        if not js:
+            return 0
+        if any(j not in self.segments for j in js):
+            return None
+        heads = [self.segments[j][:HEADER_BYTES] for j in js[:-1]]
+        return text_bytes_from_segments(self.layout, js, heads, self.segments[js[-1]], sn)
 
 
 class MemoryTaskStore:
