@@ -17,8 +17,8 @@ import os
 import signal
 import socket
 import time
-import types
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -27,7 +27,7 @@ from fibod.config import Settings
 from fibod.errors import UnavailableError
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.sequences import SequenceStore
-from fibod.tasks import TaskState, TaskStore
+from fibod.tasks import Task, TaskState, TaskStore
 
 log = logging.getLogger("fibod.worker")
 
@@ -43,6 +43,64 @@ PROGRESS_EVERY_S = 0.2
 BACKOFF_S = 1.0
 
 
+#: What librdkafka calls on a rebalance with the consumer and its partitions.
+RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
+
+
+class TaskConsumer(Protocol):
+    """The part of a Kafka consumer the worker uses."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        *,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout: float = -1) -> Message | None: ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+class HelpPublisher(Protocol):
+    """The part of the Kafka publisher the worker uses."""
+
+    def publish_nowait(self, message: QueueMessage, partition: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TaskUpdater(Protocol):
+    """The part of the task store the worker uses."""
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def mark_running(self, task_id: str) -> bool: ...
+
+    def set_progress(self, task_id: str, done: int) -> bool: ...
+
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool: ...
+
+    def mark_failed(self, task_id: str, error: str) -> bool: ...
+
+
+class SegmentWriter(planner.SegmentStore, Protocol):
+    """The part of the sequence store the worker uses."""
+
+    def text_bytes(self, js: Sequence[int], sn: int) -> int | None: ...
+
+
 class Abandoned(Exception):
     """The current unit must stop uncommitted (shutdown or revocation)."""
 
@@ -53,10 +111,10 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        consumer: Consumer,
-        publisher: TaskPublisher,
-        tasks: TaskStore,
-        sequences: SequenceStore,
+        consumer: TaskConsumer,
+        publisher: HelpPublisher,
+        tasks: TaskUpdater,
+        sequences: SegmentWriter,
         owner_id: str,
     ) -> None:
         self.settings = settings
@@ -73,8 +131,8 @@ class Worker:
         self._paused = False
         self._last_keepalive = 0.0
 
-    def request_stop(self, signum: int, _frame: types.FrameType | None) -> None:
-        """Note a stop signal; the loop acts on it (handler does nothing else)."""
+    def request_stop(self) -> None:
+        """Ask the loop to drain: give up the unit, leave the group, exit."""
         self.stopping = True
 
     def run(self) -> None:
@@ -149,7 +207,7 @@ class Worker:
         if len(missing) > 1:
             self._ask_for_help(message, len(missing))
         while True:
-            self._build(missing, task_id=task.id, sn=sn)
+            self._build_all(missing, task.id, sn)
             text_bytes = self.sequences.text_bytes(js, sn)
             if text_bytes is not None:
                 break
@@ -166,26 +224,40 @@ class Worker:
         if message.sn > self.settings.max_sn:
             return
         js = planner.task_segments(self.layout, message.sn)
-        self._build(self.sequences.missing(js), task_id=None, sn=message.sn)
+        self._build_unclaimed(self.sequences.missing(js))
 
-    def _build(self, pending: list[int], task_id: str | None, sn: int) -> None:
-        """Compute pending segments; the owner (task_id set) waits for all."""
+    def _build_all(self, pending: list[int], task_id: str, sn: int) -> None:
+        """As the owner, get every pending segment stored: compute or wait."""
         last_progress = time.monotonic()
-        while pending:
-            self._keep_alive()
-            pending = self.sequences.missing(pending)
-            if not pending:
-                break
-            if task_id is not None and time.monotonic() - last_progress > PROGRESS_EVERY_S:
+        while pending := self._still_missing(pending):
+            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                 self._report_progress(task_id, sn, pending)
                 last_progress = time.monotonic()
-            step = self.builder.build_one(pending)
-            if step is not None:
-                pending = [j for j in pending if j != step.j]
-            elif task_id is None:
-                return  # a helper does not wait for others' claims
+            rest = self._build_one(pending)
+            if rest is None:
+                time.sleep(WAIT_STEP_S)  # others hold every claim: wait for them
             else:
-                time.sleep(WAIT_STEP_S)
+                pending = rest
+
+    def _build_unclaimed(self, pending: list[int]) -> None:
+        """As a helper, compute pending segments nobody has claimed."""
+        while pending := self._still_missing(pending):
+            rest = self._build_one(pending)
+            if rest is None:
+                return  # a helper does not wait for others' claims
+            pending = rest
+
+    def _still_missing(self, pending: list[int]) -> list[int]:
+        """Stay in the group, then drop the pending segments now stored."""
+        if not pending:
+            return pending
+        self._keep_alive()
+        return self.sequences.missing(pending)
+
+    def _build_one(self, pending: list[int]) -> list[int] | None:
+        """Compute the lowest unclaimed segment; None if all are claimed."""
+        step = self.builder.build_one(pending)
+        return None if step is None else [j for j in pending if j != step.j]
 
     def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
         waiting = set(pending)
@@ -226,7 +298,7 @@ class Worker:
             except KafkaException as exc:
                 log.warning("resume failed: %s", exc)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         unit = self._unit
         if unit is not None and any(
             (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
@@ -236,7 +308,7 @@ class Worker:
         # a partition revoked or lost while a unit paused it would come back
         # paused, and its tasks would never be read again.
         try:
-            consumer.resume(partitions)
+            self.consumer.resume(partitions)
         except KafkaException as exc:
             log.warning("resume of revoked partitions failed: %s", exc)
 
@@ -287,8 +359,8 @@ def main(argv: Any = None) -> int:
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
     worker = build_worker(Settings.from_env())
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: worker.request_stop())
     worker.run()
     return 0
 
