@@ -8,6 +8,21 @@ the offset (at-least-once). A "help" message computes unclaimed missing
 segments of a task and commits. During long units every assigned
 partition is paused and the consumer keeps polling, so Kafka never
 evicts the worker for exceeding max.poll.interval.ms.
+
+Stopping. The first SIGTERM or SIGINT drains: the worker takes no new
+message, gives its current unit up uncommitted at the next check (Kafka
+redelivers it; stored segments are reused), closes the consumer so its
+partitions move at once, and flushes its help messages. The handler only
+sets a flag, which the loop notices between steps: within a poll (1 s at
+most), one segment's computation, or one Redis call (up to
+FIBOD_REDIS_TIMEOUT_S against a frozen server). Draining itself can
+block far longer where the other side does not answer: leaving the group
+when the broker is gone, a synchronous commit, the producer's flush. So
+the first signal also gives SIGTERM and SIGINT back their default action:
+a second one ends the process at once, whatever it is blocked in (as
+rq's cold shutdown does). Nothing is lost by that: the unit was never
+committed, its claims expire after FIBOD_CLAIM_LEASE_MS, and the group
+reassigns its partitions after the session timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ import os
 import signal
 import socket
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -41,6 +57,8 @@ KEEPALIVE_EVERY_S = 0.2
 PROGRESS_EVERY_S = 0.2
 #: Seconds to back off after a store or broker failure.
 BACKOFF_S = 1.0
+#: Signals that stop a worker: the first drains, a second ends it at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 #: What librdkafka calls on a rebalance with the consumer and its partitions.
@@ -151,6 +169,8 @@ class Worker:
                     continue
                 self.handle(msg)
         finally:
+            if self.stopping:
+                log.info("stop requested: draining (a second SIGTERM or SIGINT ends at once)")
             log.info("worker %s leaving the group", self.owner_id)
             self.consumer.close()
             self.publisher.close()
@@ -352,6 +372,18 @@ def build_worker(settings: Settings) -> Worker:
     return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
 
 
+def stop_on_signals(worker: Worker) -> None:
+    """Drain on a first SIGTERM or SIGINT; let a second one end the process."""
+
+    def first_signal(_signum: int, _frame: types.FrameType | None) -> None:
+        for signum in STOP_SIGNALS:  # the next one gets the default action: exit now
+            signal.signal(signum, signal.SIG_DFL)
+        worker.request_stop()
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, first_signal)
+
+
 def main(argv: Any = None) -> int:
     """Run one worker until SIGTERM or SIGINT."""
     logging.basicConfig(
@@ -359,8 +391,7 @@ def main(argv: Any = None) -> int:
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
     worker = build_worker(Settings.from_env())
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: worker.request_stop())
-    signal.signal(signal.SIGINT, lambda _signum, _frame: worker.request_stop())
+    stop_on_signals(worker)
     worker.run()
     return 0
 
