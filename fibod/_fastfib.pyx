@@ -18,6 +18,7 @@ cdef extern from "_fastfib_core.h":
     int ff_has_bad_nibble(const uint8_t *p, size_t n) nogil
     void ff_store_be(uint8_t *p, uint64_t v) nogil
     int ff_select(int want) nogil
+    int ff_avx2_available() nogil
     int FF_PAD_BYTES
 
 # log10 of the golden ratio: F(n) < phi**n, so F(n) has at most
@@ -37,6 +38,15 @@ def select_simd(int want):
 def simd_in_use():
     """Return 1 if the AVX2 unpack loop is in use, else 0."""
     return _simd
+
+
+def simd_available():
+    """Return 1 if the AVX2 loops are compiled in and this CPU runs them.
+
+    Tests ask, so that they skip the AVX2 path where it cannot be chosen
+    instead of testing the portable one twice.
+    """
+    return ff_avx2_available()
 
 
 # Below this index a jump is cheap with Python ints and str(); above it
