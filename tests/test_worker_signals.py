@@ -6,11 +6,13 @@ no Redis) and signals it as supervisor or a terminal would.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -59,17 +61,21 @@ WORKER = textwrap.dedent(
 PROMPT_S = 10
 
 
-def start_worker(close: str) -> subprocess.Popen[str]:
-    """Start a worker and wait until it polls."""
+@contextlib.contextmanager
+def running_worker(close: str) -> Iterator[subprocess.Popen[str]]:
+    """Run a worker until it polls; kill it afterwards if it is still there."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WORKER, close],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "polling\n"
-    return proc
+    try:
+        assert read_line(proc) == "polling\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def read_line(proc: subprocess.Popen[str]) -> str:
@@ -80,24 +86,19 @@ def read_line(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_first_signal_drains_the_worker_and_it_exits_cleanly(signum: signal.Signals) -> None:
     # given a worker polling for messages
-    proc = start_worker("returns")
-    try:
+    with running_worker("returns") as proc:
         # when it gets one stop signal
         proc.send_signal(signum)
         # then it leaves the group (closes its consumer) and exits with status 0
         assert read_line(proc) == "closing\n"
         assert read_line(proc) == "left\n"
         assert proc.wait(PROMPT_S) == 0
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_second_signal_ends_a_worker_stuck_draining(signum: signal.Signals) -> None:
     # given a worker whose drain hangs in closing its consumer
-    proc = start_worker("hang")
-    try:
+    with running_worker("hang") as proc:
         proc.send_signal(signum)
         assert read_line(proc) == "closing\n"
         time.sleep(0.5)
@@ -108,6 +109,3 @@ def test_second_signal_ends_a_worker_stuck_draining(signum: signal.Signals) -> N
         # then the process ends at once, killed by that signal
         assert proc.wait(PROMPT_S) == -signum
         assert time.monotonic() - started < PROMPT_S
-    finally:
-        proc.kill()
-        proc.wait()
