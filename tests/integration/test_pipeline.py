@@ -7,16 +7,10 @@ part is mocked. Byte checks compare with plain Python ints and str().
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
-from fibod import keys
-from fibod.config import Settings
-from fibod.segments import SegmentLayout
-from fibod.sequences import SequenceStore
 from tests.integration.clients import Client
 from tests.reference import binary_body_numbers, reference_text
 
@@ -24,26 +18,6 @@ pytestmark = pytest.mark.integration
 
 #: Spans 10 default (2 MiB) segments, ~42 MB of text.
 BIG_SN = 20_000
-LAYOUT = SegmentLayout(Settings().segment_bytes)
-
-
-@pytest.fixture
-def http(stack) -> Iterator[Client]:
-    with Client(stack.base_url) as client:
-        yield client
-
-
-class StoreProbe(SequenceStore):
-    """The real sequence store plus what tests do to it (evict one segment)."""
-
-    def delete_segment(self, j: int) -> None:
-        self._redis.delete(keys.segment_key(self.layout.segment_bytes, j))
-
-
-@pytest.fixture
-def sequence_store(stack, sequence_redis: redis.Redis) -> StoreProbe:
-    assert Settings.from_env(stack.env).segment_bytes == LAYOUT.segment_bytes
-    return StoreProbe(sequence_redis, LAYOUT)
 
 
 @pytest.mark.parametrize("sn", [0, 1, 2, 10, 1000])
@@ -95,7 +69,9 @@ def test_original_client_flow(http) -> None:
     assert got.content[1:] == reference_text(0, 3000)
 
 
-def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequence_store) -> None:
+def test_concurrent_overlapping_requests_compute_each_segment_once(
+    stack, sequence_store, layout
+) -> None:
     # given an empty store and clients asking for the same and overlapping ranges at once
     sequence_store.clear()
     before = sequence_store.counters()
@@ -113,11 +89,11 @@ def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequen
         assert body == b"\x00" + reference_text(0, sn)
     # and each needed segment was computed exactly once, across all workers
     after = sequence_store.counters()
-    assert after["segments_computed"] - before["segments_computed"] == len(LAYOUT.covering(BIG_SN))
+    assert after["segments_computed"] - before["segments_computed"] == len(layout.covering(BIG_SN))
     assert after["segments_duplicate"] == before["segments_duplicate"]
 
 
-def test_stored_prefix_is_reused(http, sequence_store) -> None:
+def test_stored_prefix_is_reused(http, sequence_store, layout) -> None:
     # given the first BIG_SN numbers stored
     sequence_store.clear()
     assert http.fetch(http.submit(BIG_SN)).content[:1] == b"\x00"
@@ -127,7 +103,7 @@ def test_stored_prefix_is_reused(http, sequence_store) -> None:
     resp = http.fetch(http.submit(longer))
     # then the stored segments were reused and only the new ones computed
     after = sequence_store.counters()
-    stored, needed = len(LAYOUT.covering(BIG_SN)), len(LAYOUT.covering(longer))
+    stored, needed = len(layout.covering(BIG_SN)), len(layout.covering(longer))
     assert after["segments_reused"] - before["segments_reused"] == stored
     assert after["segments_computed"] - before["segments_computed"] == needed - stored
     assert resp.content[: 1 + len(reference_text(0, BIG_SN))] == b"\x00" + reference_text(0, BIG_SN)
@@ -145,11 +121,13 @@ def test_formats_lines_and_binary(http) -> None:
     assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference_text(0, 5000)
 
 
-def test_evicted_segment_is_recomputed_on_fetch(http, sequence_store) -> None:
+def test_evicted_segment_is_recomputed_on_fetch(
+    http, sequence_store, sequence_redis, layout
+) -> None:
     # given a ready task whose middle segment was evicted from the store
     task_id = http.submit(12_000)
     assert http.fetch(task_id).content[:1] == b"\x00"
-    sequence_store.delete_segment(LAYOUT.index_of(9_000))
+    sequence_redis.delete(sequence_store.key(layout.index_of(9_000)))
     # when it is fetched without waiting, then it is pending again
     quick = http.get_path("/myapp/fibotask", params={"id": task_id})
     assert quick.content[:1] == b"\x01"
