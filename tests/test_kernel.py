@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fibod import _fastfib
-from fibod.kernel import FAST, Kernel
+from fibod.kernel import FAST, PLAIN, Kernel
 from tests.reference import reference_run, reference_text
 
 
@@ -40,7 +40,7 @@ def test_cassini_and_doubling_identities(kernel: Kernel, n: int) -> None:
     assert kernel.fib(2 * n) == cur * (2 * nxt - cur)
 
 
-def test_fib_rejects_negative(kernel: Kernel) -> None:
+def test_fib_of_a_negative_index_is_refused(kernel: Kernel) -> None:
     with pytest.raises(ValueError):
         kernel.fib(-1)
 
@@ -52,7 +52,7 @@ def test_run_text_matches_plain_ints(kernel: Kernel, start: int, count: int) -> 
     assert joined(kernel.iter_run_text(start, count)) == reference_text(start, count)
 
 
-def test_run_text_lines_separator(kernel: Kernel) -> None:
+def test_run_text_in_lines_ends_each_number_with_a_newline(kernel: Kernel) -> None:
     assert joined(kernel.iter_run_text(3, 4, b"\n")) == b"2\n3\n5\n8\n"
 
 
@@ -76,15 +76,12 @@ def test_run_digit_counts_follow_log_phi() -> None:
 @given(start=st.integers(0, 3000), count=st.integers(0, 120))
 def test_any_run_matches_plain_ints(start: int, count: int) -> None:
     expected = reference_text(start, count)
-    for k in (FAST,):
-        assert joined(k.iter_run_text(start, count, chunk_bytes=4096)) == expected
+    assert joined(FAST.iter_run_text(start, count, chunk_bytes=4096)) == expected
 
 
 @settings(max_examples=40, deadline=None)
 @given(start=st.integers(0, 5000), count=st.integers(0, 60))
-def test_payload_round_trip_both_kernels(start: int, count: int) -> None:
-    from fibod.kernel import PLAIN
-
+def test_both_kernels_encode_check_and_render_payloads_alike(start: int, count: int) -> None:
     fast_payload, fast_digits = FAST.encode_payload(start, count)
     plain_payload, plain_digits = PLAIN.encode_payload(start, count)
     assert fast_payload == plain_payload

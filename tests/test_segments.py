@@ -19,7 +19,7 @@ from fibod.segments import (
 from tests.reference import reference_run, reference_text, segment_numbers_by_hand
 
 
-def test_round_trip(kernel: Kernel) -> None:
+def test_segment_round_trip_holds_the_run(kernel: Kernel) -> None:
     seg = encode_segment(100, 50, kernel)
     header = validate_segment(seg, kernel)
     assert (header.start, header.count) == (100, 50)
@@ -27,7 +27,7 @@ def test_round_trip(kernel: Kernel) -> None:
     assert segment_numbers_by_hand(seg) == reference_run(100, 50)
 
 
-def test_empty_segment(kernel: Kernel) -> None:
+def test_empty_segment_is_valid_and_renders_nothing(kernel: Kernel) -> None:
     seg = encode_segment(7, 0, kernel)
     assert validate_segment(seg, kernel).count == 0
     assert segment_numbers_by_hand(seg) == []
@@ -103,9 +103,16 @@ def test_bad_digit_with_valid_checksum_is_named(kernel: Kernel) -> None:
         validate_segment(bytes(seg), kernel)
 
 
-def test_read_header_checks_length_only() -> None:
-    seg = encode_segment(3, 4)
-    assert read_header(seg).payload_bytes == len(seg) - 40
+def test_read_header_checks_the_length_but_not_the_payload() -> None:
+    # given a segment with a damaged payload
+    seg = bytearray(encode_segment(3, 4))
+    seg[HEADER_BYTES + 5] ^= 0x01
+    # then its header still reads, only validation finds the damage
+    assert read_header(bytes(seg)).payload_bytes == len(seg) - 40
+    with pytest.raises(SegmentError, match="checksum"):
+        validate_segment(bytes(seg))
+    with pytest.raises(SegmentError, match="truncated"):
+        read_header(bytes(seg[:-1]))
 
 
 @pytest.mark.parametrize("segment_bytes", [64, 4096, 2 * 1024 * 1024])
