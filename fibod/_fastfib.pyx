@@ -18,6 +18,7 @@ cdef extern from "_fastfib_core.h":
     int ff_has_bad_nibble(const uint8_t *p, size_t n) nogil
     void ff_store_be(uint8_t *p, uint64_t v) nogil
     int ff_select(int want) nogil
+    int ff_avx2_available() nogil
     int FF_PAD_BYTES
 
 # log10 of the golden ratio: F(n) < phi**n, so F(n) has at most
@@ -37,6 +38,15 @@ def select_simd(int want):
 def simd_in_use():
     """Return 1 if the AVX2 unpack loop is in use, else 0."""
     return _simd
+
+
+def simd_available():
+    """Return 1 if the AVX2 loops are compiled in and this CPU runs them.
+
+    Tests ask, so that they skip the AVX2 path where it cannot be chosen
+    instead of testing the portable one twice.
+    """
+    return ff_avx2_available()
 
 
 # Below this index a jump is cheap with Python ints and str(); above it
@@ -254,37 +264,6 @@ def check_payload(const uint8_t[::1] payload, Py_ssize_t count):
     if pos != n:
         raise ValueError(f"{n - pos} bytes after the last of {count} numbers")
     return total
-
-
-def render_payload_into(const uint8_t[::1] payload, size_t pos, Py_ssize_t count,
-                        uint8_t[::1] out, int sep=32):
-    """Render up to `count` numbers of a checked payload from byte `pos`.
-
-    Returns (new pos, numbers rendered, bytes written); stops before a
-    number that does not fit in `out`.
-    """
-    cdef size_t n = payload.shape[0]
-    cdef const uint8_t *base = &payload[0] if n else NULL
-    cdef size_t space = out.shape[0]
-    cdef uint8_t *obase = &out[0] if space else NULL
-    cdef uint8_t *p = obase
-    cdef size_t d, nb
-    cdef Py_ssize_t done = 0
-    with nogil:
-        while done < count and pos + 4 <= n:
-            d = read_u32(base + pos)
-            nb = (d + 1) // 2
-            if pos + 4 + nb > n or <size_t>(p - obase) + d + 1 > space:
-                break
-            p = ff_render(base + pos + 4, d, p)
-            p[0] = <uint8_t>sep
-            p += 1
-            pos += 4 + nb
-            done += 1
-    if done == 0 and count > 0 and pos + 4 <= n:
-        raise ValueError(f"output buffer of {space} bytes cannot hold a "
-                         f"{read_u32(base + pos)}-digit number")
-    return pos, done, p - obase
 
 
 def prefix_digits(const uint8_t[::1] payload, Py_ssize_t count):

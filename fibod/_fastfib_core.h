@@ -162,15 +162,20 @@ static ff_add_fn ff_bcd_add = ff_bcd_add_portable;
 /* Bytes of zero padding a number buffer needs above its digits. */
 #define FF_PAD_BYTES 64
 
+/* 1 if the AVX2 clone is compiled in and this CPU can run it, else 0. */
+static int ff_avx2_available(void) {
+#if FF_HAVE_AVX2_CLONE
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 /* Choose the unpack loop: 0 = portable, 1 = AVX2, -1 = best available.
  * Returns the choice made (0 or 1). */
 static int ff_select(int want) {
-    int avx2 = 0;
-#if FF_HAVE_AVX2_CLONE
-    __builtin_cpu_init();
-    avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-#endif
-    if (want == 0 || !avx2) {
+    if (want == 0 || !ff_avx2_available()) {
         ff_unpack = ff_unpack_portable;
         ff_bcd_add = ff_bcd_add_portable;
         return 0;

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from fibod.config import Settings, SettingsError, discover
 from fibod.errors import FibodError, InputError
 from fibod.kernel import get_kernel
+from fibod.params import TEXT_FORMATS
 
 if TYPE_CHECKING:  # imported lazily: redis costs ~150 ms of start-up `seq` need not pay
     from fibod.sequences import SequenceStore
 
-SEPARATORS = {"spaces": b" ", "lines": b"\n"}
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     seq = sub.add_parser("seq", help="print F(A)..F(A+SN-1), F(0) first by default")
     seq.add_argument("sn", metavar="SN", help="how many numbers to print")
     seq.add_argument("--from", dest="start", default="0", metavar="A", help="first index")
-    seq.add_argument("--format", choices=sorted(SEPARATORS), default="spaces")
+    seq.add_argument(
+        "--format",
+        choices=list(TEXT_FORMATS),
+        default="text",
+        help="text: a space after each number (default); lines: a newline",
+    )
     seq.set_defaults(handler=run_seq)
 
     fib = sub.add_parser("fib", help="print F(N)")
@@ -91,7 +96,7 @@ def run_seq(args: argparse.Namespace, settings: Settings) -> None:
     sn = parse_count(args.sn, "SN", settings.max_sn)
     start = parse_count(args.start, "--from", settings.max_fib_n)
     blocks = get_kernel().iter_run_text(
-        start, sn, SEPARATORS[args.format], settings.write_chunk_bytes
+        start, sn, TEXT_FORMATS[args.format], settings.write_chunk_bytes
     )
     write_all(sys.stdout.fileno(), blocks)
 

@@ -22,20 +22,30 @@ import falcon
 
 from fibod import planner
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
-from fibod.errors import ExpiredError, SegmentError, UnavailableError
+from fibod.errors import ExpiredError, SegmentError, SegmentVanishedError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
 from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
-from fibod.queue import KIND_TASK, QueueMessage
+from fibod.protocol import (
+    EXPIRED,
+    FAILED,
+    FETCH_ID_PATH,
+    FETCH_PATH,
+    PENDING,
+    PROGRESS_HEADER,
+    READY,
+    STATUS_PATH,
+    set_stream_headers,
+    task_links,
+)
+from fibod.queue import KIND_TASK, Publisher, QueueMessage
 from fibod.segments import SegmentLayout, read_header, segment_text, validate_segment
 from fibod.tasks import Task, TaskState, parse_task_id
-from fibod.web import Publisher, task_links
 
 log = logging.getLogger("fibod.fetch")
 
-READY, PENDING, FAILED, EXPIRED = b"\x00", b"\x01", b"\x02", b"\x03"
 #: First and longest pause between task checks of a long-poll, seconds.
 WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
@@ -61,10 +71,6 @@ class SegmentReader(Protocol):
     def sizes(self, js: Sequence[int]) -> list[int]: ...
 
     def get(self, j: int) -> bytes | None: ...
-
-
-class SegmentVanishedError(UnavailableError):
-    """A segment disappeared while its task was being streamed."""
 
 
 class FetchResource:
@@ -137,8 +143,7 @@ class FetchResource:
             self._requeue(task)
             return False
         resp.status = falcon.HTTP_200
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.set_header("X-Fibod-State", "ready")
+        set_stream_headers(resp)
         if fmt == "binary":
             resp.content_type = "application/octet-stream"
             resp.content_length = 1 + sum(sizes)
@@ -210,7 +215,7 @@ class FetchResource:
 
     def _answer_pending(self, resp: falcon.Response, task: Task) -> None:
         resp.retry_after = self._settings.retry_after_s
-        resp.set_header("X-Fibod-Progress", f"{task.done}/{task.sn}")
+        resp.set_header(PROGRESS_HEADER, f"{task.done}/{task.sn}")
         self._answer(resp, falcon.HTTP_202, PENDING, task.state.value)
 
     @staticmethod
@@ -244,9 +249,9 @@ def create_app(
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     pool = readahead or ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="readahead")
     fetch = FetchResource(settings, tasks, sequences, publisher, pool)
-    app.add_route("/myapp/fibotask", fetch)
-    app.add_route("/myapp/fibotask/id={task_id}", fetch)
-    app.add_route("/myapp/tasks/{task_id}", TaskStatusResource(tasks))
+    app.add_route(FETCH_PATH, fetch)
+    app.add_route(FETCH_ID_PATH, fetch)
+    app.add_route(STATUS_PATH, TaskStatusResource(tasks))
     install_error_handlers(app, settings.retry_after_s)
     return app
 

@@ -41,11 +41,6 @@ class Kernel(Protocol):
     ) -> Iterator[memoryview]:
         """Yield F(start..start+count-1) as text blocks of about chunk_bytes."""
 
-    def iter_payload_text(
-        self, payload: bytes | memoryview, count: int, sep: bytes = b" ", chunk_bytes: int = 1 << 20
-    ) -> Iterator[memoryview]:
-        """Yield a checked payload's numbers as text blocks."""
-
     def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
         """Return a checked payload's first `count` numbers as one bytes."""
 
@@ -81,29 +76,6 @@ class FastKernel:
         sep_byte = sep[0]
         while run.remaining:
             n = run.render_into(buf, sep_byte)
-            yield view[:n]
-
-    def iter_payload_text(
-        self, payload: bytes | memoryview, count: int, sep: bytes = b" ", chunk_bytes: int = 1 << 20
-    ) -> Iterator[memoryview]:
-        buf = bytearray(max(chunk_bytes, MIN_CHUNK_BYTES))
-        view = memoryview(buf)
-        sep_byte = sep[0]
-        pos = 0
-        while count > 0:
-            try:
-                pos, done, n = _fastfib.render_payload_into(payload, pos, count, buf, sep_byte)
-            except ValueError:
-                # one number larger than the buffer: its text (2 digits per
-                # byte plus a separator) cannot exceed 2 * payload + 1
-                if len(buf) > 2 * len(payload):
-                    raise
-                buf = bytearray(2 * len(payload) + 1)
-                view = memoryview(buf)
-                continue
-            if done == 0:
-                raise ValueError("payload ended before its count of numbers")
-            count -= done
             yield view[:n]
 
     def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
@@ -199,9 +171,7 @@ class PlainKernel:
         if block:
             yield memoryview(b"".join(block))
 
-    def iter_payload_text(
-        self, payload: bytes | memoryview, count: int, sep: bytes = b" ", chunk_bytes: int = 1 << 20
-    ) -> Iterator[memoryview]:
+    def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
         data = bytes(payload)
         pos = 0
         out: list[bytes] = []
@@ -210,11 +180,7 @@ class PlainKernel:
             nb = (d + 1) // 2
             out.append(data[pos + 4 : pos + 4 + nb].hex()[-d:].encode() + sep)
             pos += 4 + nb
-        if out:
-            yield memoryview(b"".join(out))
-
-    def payload_text(self, payload: bytes | memoryview, count: int, sep: bytes = b" ") -> bytes:
-        return b"".join(bytes(b) for b in self.iter_payload_text(payload, count, sep))
+        return b"".join(out)
 
 
 def _int_digits(value: int) -> str:

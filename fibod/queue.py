@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -88,6 +88,12 @@ def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "max.poll.interval.ms": settings.kafka_max_poll_interval_ms,
         "socket.keepalive.enable": True,
     }
+
+
+class Publisher(Protocol):
+    """What the web apps need of a publisher: produce, wait for the ack."""
+
+    def publish(self, message: QueueMessage, partition: int | None = None) -> None: ...
 
 
 class TaskPublisher:

@@ -9,7 +9,6 @@ so that every worker and reader agrees on segment boundaries.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from math import isqrt
 
@@ -43,11 +42,6 @@ class SegmentHeader:
     def text_bytes(self) -> int:
         """Length of the segment as text, one separator after each number."""
         return self.total_digits + self.count
-
-    @property
-    def stop(self) -> int:
-        """Index one past the last number in the segment."""
-        return self.start + self.count
 
 
 def encode_segment(start: int, count: int, kernel: Kernel | None = None) -> bytes:
@@ -109,23 +103,6 @@ def validate_segment(segment: bytes | memoryview, kernel: Kernel | None = None) 
     return header
 
 
-def render_segment(
-    segment: bytes | memoryview,
-    count: int | None = None,
-    sep: bytes = b" ",
-    chunk_bytes: int = 1 << 20,
-    kernel: Kernel | None = None,
-) -> Iterator[memoryview]:
-    """Validate a segment, then yield its first `count` numbers as text.
-
-    The yielded blocks share one buffer: use each before taking the next.
-    """
-    kern = kernel or get_kernel()
-    header = validate_segment(segment, kern)
-    wanted = header.count if count is None else min(count, header.count)
-    return kern.iter_payload_text(payload_of(segment, header), wanted, sep, chunk_bytes)
-
-
 def segment_text(
     segment: bytes | memoryview,
     count: int | None = None,
@@ -141,12 +118,6 @@ def segment_text(
     header = validate_segment(segment, kern)
     wanted = header.count if count is None else min(count, header.count)
     return kern.payload_text(payload_of(segment, header), wanted, sep)
-
-
-def segment_numbers(segment: bytes | memoryview, kernel: Kernel | None = None) -> list[int]:
-    """Return the numbers of a segment as ints (for tests and tools)."""
-    text = b"".join(bytes(b) for b in render_segment(segment, kernel=kernel))
-    return [int(t) for t in text.split()]
 
 
 class SegmentLayout:

@@ -18,10 +18,28 @@ from fibod.config import Settings
 from fibod.errors import SegmentError
 from fibod.kernel import get_kernel
 from fibod.redis_client import connect, store_call
-from fibod.segments import HEADER, HEADER_BYTES, SegmentLayout, payload_of, read_header
+from fibod.segments import (
+    HEADER,
+    HEADER_BYTES,
+    SegmentHeader,
+    SegmentLayout,
+    payload_of,
+    read_header,
+)
 
 _STORE = "sequence store"
 _SCAN_COUNT = 1000
+
+# Delete a claim only while this worker still holds it: an expired claim
+# may already belong to another worker.
+RELEASE_CLAIM_LUA = """
+-- KEYS[1]: claim key. ARGV[1]: owner id.
+-- Returns 1 if the claim was ours and is deleted, else 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class SequenceStore:
     def __init__(self, client: redis.Redis, layout: SegmentLayout) -> None:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
-        self._release = client.register_script(keys.RELEASE_CLAIM_LUA)
+        self._release = client.register_script(RELEASE_CLAIM_LUA)
 
     def key(self, j: int) -> str:
         """Name segment j in this layout."""
@@ -94,15 +112,7 @@ class SequenceStore:
             parts = pipe.execute()
         if any(not part for part in parts):
             return None
-        total = 0
-        for j, part in zip(js[:-1], parts[:-1], strict=True):
-            start, count = self.layout.bounds(j)
-            total += _header_digits(part, start, count) + count
-        last = parts[-1]
-        header = read_header(last)
-        wanted = min(header.count, sn - header.start)
-        total += get_kernel().prefix_digits(payload_of(last, header), wanted) + wanted
-        return total
+        return text_bytes_from_segments(self.layout, js, parts[:-1], parts[-1], sn)
 
     @store_call(_STORE)
     def claim(self, j: int, owner: str, lease_ms: int) -> bool:
@@ -196,11 +206,30 @@ class SequenceStore:
         return deleted
 
 
-def _header_digits(head: bytes, start: int, count: int) -> int:
-    """Return total digits from a segment header, checking it is segment j's."""
-    _, _, _, _, h_start, h_count, _, digits = HEADER.unpack_from(head)
+def text_bytes_from_segments(
+    layout: SegmentLayout, js: Sequence[int], heads: Sequence[bytes], last: bytes, sn: int
+) -> int:
+    """Return the text length of F(0..sn-1) from the segments js that hold it.
+
+    `heads` are the headers of every segment but the last: a full
+    segment's length as text is in its header. The last one comes whole,
+    since sn usually ends inside it and only its payload says how many
+    digits its first numbers have. The store and its in-memory twin
+    (fibod/testing.py) both count this way.
+    """
+    total = 0
+    for j, head in zip(js[:-1], heads, strict=True):
+        total += _header_of(head, *layout.bounds(j)).text_bytes
+    header = read_header(last)
+    wanted = min(header.count, sn - header.start)
+    return total + get_kernel().prefix_digits(payload_of(last, header), wanted) + wanted
+
+
+def _header_of(head: bytes, start: int, count: int) -> SegmentHeader:
+    """Parse a header read alone, checking it is the segment expected."""
+    _, _, _, _, h_start, h_count, payload_bytes, digits = HEADER.unpack_from(head)
     if (h_start, h_count) != (start, count):
         raise SegmentError(
             f"stored segment holds F({h_start})+{h_count}, expected F({start})+{count}"
         )
-    return int(digits)
+    return SegmentHeader(h_start, h_count, payload_bytes, digits)

@@ -27,6 +27,52 @@ from fibod.redis_client import connect, store_call
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 _STORE = "task store"
 
+# Update fields of a task only if its hash exists, so a late writer never
+# recreates a deleted or expired task as a partial hash.
+UPDATE_TASK_LUA = """
+-- KEYS[1]: task key.
+-- ARGV[1]: TTL seconds (0 = remove any TTL, -1 = keep it); ARGV[2..]: field, value pairs.
+-- Returns 1 if updated, 0 if the task is absent.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+    redis.call('EXPIRE', KEYS[1], ttl)
+elseif ttl == 0 then
+    redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+
+# Mark a task running and keep the first start time across redeliveries.
+START_TASK_LUA = """
+-- KEYS[1]: task key. ARGV[1]: now (ms since the epoch).
+-- Returns 1 if marked, 0 if absent or already ready or failed.
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'running' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+return 1
+"""
+
+# Put a ready task back in the queue (a segment was evicted); only one of
+# several concurrent callers wins, so one task message is produced.
+REQUEUE_TASK_LUA = """
+-- KEYS[1]: task key. No ARGV.
+-- Returns 1 if re-queued, 0 if absent or not ready.
+if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'done', '0')
+redis.call('HDEL', KEYS[1], 'finished', 'text_bytes')
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
 
 class TaskState(StrEnum):
     """Where a task is in its life."""
@@ -59,7 +105,7 @@ def id_created_ms(task_id: str) -> int:
     return int(task_id[:12], 16)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """One task as the task store holds it."""
 
@@ -111,6 +157,37 @@ class Task:
         )
 
 
+def new_task(sn: int, created_ms: int) -> Task:
+    """Make the task for sn: queued, or ready at once when sn is 0.
+
+    sn=0 asks for no number, so there is nothing to compute and no reason
+    for a round trip through the queue.
+    """
+    task_id = new_task_id(created_ms)
+    if sn == 0:
+        return Task(
+            id=task_id,
+            sn=0,
+            state=TaskState.READY,
+            text_bytes=0,
+            created=created_ms,
+            started=created_ms,
+            finished=created_ms,
+        )
+    return Task(id=task_id, sn=sn, state=TaskState.QUEUED, created=created_ms)
+
+
+def absent_task_error(task_id: str, ttl_s: int, now: int) -> ExpiredError | NotFoundError:
+    """Say why no task has this id: expired if older than the TTL, else unknown.
+
+    Ids carry their creation time, so an absent task older than the TTL
+    is one whose result has expired.
+    """
+    if id_created_ms(task_id) + ttl_s * 1000 < now:
+        return ExpiredError(f"task {task_id} has expired")
+    return NotFoundError(f"no task with id {task_id}")
+
+
 class TaskStore:
     """Create, read and move tasks between states in Redis #1."""
 
@@ -123,26 +200,21 @@ class TaskStore:
         self._redis = client  # decode_responses=True
         self.ttl_s = ttl_s
         self._clock = clock
-        self._update = client.register_script(keys.UPDATE_TASK_LUA)
-        self._start = client.register_script(keys.START_TASK_LUA)
-        self._requeue = client.register_script(keys.REQUEUE_TASK_LUA)
+        self._update = client.register_script(UPDATE_TASK_LUA)
+        self._start = client.register_script(START_TASK_LUA)
+        self._requeue = client.register_script(REQUEUE_TASK_LUA)
 
     @store_call(_STORE)
     def create(self, sn: int) -> Task:
         """Store a new queued task (ready at once when sn is 0)."""
-        created = self._clock()
-        task_id = new_task_id(created)
-        if sn == 0:  # nothing to compute: ready now, no queue round trip
-            task = Task(task_id, 0, TaskState.READY, 0, 0, created, created, created)
-        else:
-            task = Task(task_id, sn, TaskState.QUEUED, created=created)
+        task = new_task(sn, self._clock())
         mapping: dict[str | bytes, bytes | float | int | str] = {
             k: v for k, v in self._fields(task).items() if v != ""
         }
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.task_key(task_id), mapping=mapping)
+            pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
-                pipe.expire(keys.task_key(task_id), self.ttl_s)
+                pipe.expire(keys.task_key(task.id), self.ttl_s)
             pipe.execute()
         return task
 
@@ -157,9 +229,7 @@ class TaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        if id_created_ms(task_id) + self.ttl_s * 1000 < self._clock():
-            raise ExpiredError(f"task {task_id} has expired")
-        raise NotFoundError(f"no task with id {task_id}")
+        raise absent_task_error(task_id, self.ttl_s, self._clock())
 
     @store_call(_STORE)
     def delete(self, task_id: str) -> None:

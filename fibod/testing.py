@@ -7,14 +7,20 @@ process boundary is tested against the real servers instead.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Literal
 
-from fibod.errors import ExpiredError, NotFoundError, UnavailableError
+from confluent_kafka import Message, TopicPartition
+
+from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
-from fibod.segments import SegmentLayout, render_segment
-from fibod.tasks import Task, TaskState, id_created_ms, new_task_id
+from fibod.segments import HEADER_BYTES, SegmentLayout
+from fibod.sequences import text_bytes_from_segments
+from fibod.tasks import Task, TaskState, absent_task_error, new_task
+from fibod.worker import RebalanceCallback
 
 
 class MemorySequenceStore:
@@ -62,15 +68,12 @@ class MemorySequenceStore:
         self.counters.update(deltas)
 
     def text_bytes(self, js: Sequence[int], sn: int) -> int | None:
-        total = 0
-        for j in js:
-            segment = self.segments.get(j)
-            if segment is None:
-                return None
-            start, count = self.layout.bounds(j)
-            wanted = min(count, sn - start)
-            total += sum(len(b) for b in render_segment(segment, wanted))
-        return total
+        if not js:
+            return 0
+        if any(j not in self.segments for j in js):
+            return None
+        heads = [self.segments[j][:HEADER_BYTES] for j in js[:-1]]
+        return text_bytes_from_segments(self.layout, js, heads, self.segments[js[-1]], sn)
 
 
 class MemoryTaskStore:
@@ -88,12 +91,8 @@ class MemoryTaskStore:
 
     def create(self, sn: int) -> Task:
         self._check()
-        task_id = new_task_id(self.now)
-        if sn == 0:
-            task = Task(task_id, 0, TaskState.READY, 0, 0, self.now, self.now, self.now)
-        else:
-            task = Task(task_id, sn, TaskState.QUEUED, created=self.now)
-        self.tasks[task_id] = task
+        task = new_task(sn, self.now)
+        self.tasks[task.id] = task
         return task
 
     def get(self, task_id: str) -> Task | None:
@@ -104,9 +103,7 @@ class MemoryTaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        if id_created_ms(task_id) + self.ttl_s * 1000 < self.now:
-            raise ExpiredError(f"task {task_id} has expired")
-        raise NotFoundError(f"no task with id {task_id}")
+        raise absent_task_error(task_id, self.ttl_s, self.now)
 
     def delete(self, task_id: str) -> None:
         self._check()
@@ -156,6 +153,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.messages: list[tuple[QueueMessage, int | None]] = []
         self.down = False
+        self.closed = False
 
     def publish(self, message: QueueMessage, partition: int | None = None) -> None:
         if self.down:
@@ -164,3 +162,87 @@ class RecordingPublisher:
 
     def publish_nowait(self, message: QueueMessage, partition: int | None = None) -> None:
         self.publish(message, partition)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedConsumer:
+    """A Kafka consumer that hands out a script of messages.
+
+    It keeps what a worker's loop relies on: a paused partition yields
+    nothing, and rebalance callbacks run inside poll(), as librdkafka
+    runs them. `during_unit` is called on each poll made while partitions
+    are paused (a worker's unit is running); `when_done` on the first
+    poll that finds the script empty and nothing paused.
+    """
+
+    def __init__(self, topic: str, partitions: Iterable[int] = (0, 1)) -> None:
+        self.topic = topic
+        self.partitions = list(partitions)
+        self.script: deque[Message] = deque()
+        self.paused: set[int] = set()
+        self.pause_calls = 0
+        self.resumed: list[int] = []
+        self.committed: list[int] = []
+        self.closed = False
+        self.during_unit: Callable[[], None] | None = None
+        self.when_done: Callable[[], None] | None = None
+        self._on_revoke: RebalanceCallback | None = None
+
+    def feed(self, value: bytes, partition: int = 0, offset: int = 7) -> Message:
+        """Queue a message for a later poll; return it."""
+        message = Message(topic=self.topic, partition=partition, offset=offset, value=value)
+        self.script.append(message)
+        return message
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Take partitions away as a rebalance does: callback, then unassign."""
+        gone = [TopicPartition(self.topic, p) for p in partitions]
+        if self._on_revoke is not None:
+            self._on_revoke(self, gone)
+        self.partitions = [p for p in self.partitions if p not in {tp.partition for tp in gone}]
+
+    def subscribe(
+        self,
+        topics: list[str],
+        *,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        self._on_revoke = on_revoke
+
+    def poll(self, timeout: float = -1) -> Message | None:
+        if self.paused:
+            if self.during_unit is not None:
+                self.during_unit()
+            return None
+        if self.script:
+            return self.script.popleft()
+        if self.when_done is not None:
+            self.when_done()
+        time.sleep(min(max(timeout, 0.0), 0.01))  # nothing to hand out: wait a little
+        return None
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in self.partitions]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.pause_calls += 1
+        self.paused.update(tp.partition for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused.difference_update(tp.partition for tp in partitions)
+        self.resumed += [tp.partition for tp in partitions]
+
+    def seek(self, partition: TopicPartition) -> None:
+        pass
+
+    def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]:
+        offset = message.offset()
+        assert offset is not None
+        self.committed.append(offset)
+        return []
+
+    def close(self) -> None:
+        self.closed = True

@@ -23,10 +23,10 @@ from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.params import FORMATS, parse_format, parse_sn, query_params, single
+from fibod.protocol import READY, VIP_PATH, set_stream_headers
 
 log = logging.getLogger("fibod.vip")
 
-READY = b"\x00"
 #: Header that carries the key; `Authorization: Bearer <key>` works too.
 API_KEY_HEADER = "X-Api-Key"
 
@@ -73,8 +73,7 @@ class VipSequenceResource:
         resp.status = falcon.HTTP_200
         resp.content_type = TEXT
         resp.cache_control = ["no-store"]
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.set_header("X-Fibod-State", "ready")
+        set_stream_headers(resp)
         resp.stream = self._stream(sn, sep)
 
     def _authenticate(self, req: falcon.Request) -> None:
@@ -131,7 +130,7 @@ def _unauthorized(
 def create_app(settings: Settings, kernel: Kernel | None = None) -> falcon.App:
     """Build the VIP app."""
     app = falcon.App()
-    app.add_route("/myapp/vip/fibo", VipSequenceResource(settings, kernel or get_kernel()))
+    app.add_route(VIP_PATH, VipSequenceResource(settings, kernel or get_kernel()))
     install_error_handlers(app, settings.retry_after_s)
     app.add_error_handler(UnauthorizedError, _unauthorized)
     return app

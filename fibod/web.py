@@ -21,7 +21,8 @@ from fibod.httputil import TEXT, install_error_handlers, wants_json
 from fibod.logs import configure_logging
 from fibod.openapi import openapi_yaml
 from fibod.params import parse_sn, query_params, single
-from fibod.queue import KIND_TASK, QueueMessage
+from fibod.protocol import OPENAPI_PATH, SUBMIT_PATH, task_links
+from fibod.queue import KIND_TASK, Publisher, QueueMessage
 from fibod.tasks import Task, TaskState
 
 log = logging.getLogger("fibod.web")
@@ -33,20 +34,6 @@ class TaskCreator(Protocol):
     def create(self, sn: int) -> Task: ...
 
     def delete(self, task_id: str) -> None: ...
-
-
-class Publisher(Protocol):
-    """The part of the Kafka publisher the submit app uses."""
-
-    def publish(self, message: QueueMessage, partition: int | None = None) -> None: ...
-
-
-def task_links(task_id: str) -> dict[str, str]:
-    """Return the URLs where a task's status and result are found."""
-    return {
-        "status_url": f"/myapp/tasks/{task_id}",
-        "result_url": f"/myapp/fibotask?id={task_id}",
-    }
 
 
 class SubmitResource:
@@ -96,8 +83,8 @@ def create_app(settings: Settings, tasks: TaskCreator, publisher: Publisher) -> 
     """Build the submit app from its parts."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/myapp/fibo", SubmitResource(settings, tasks, publisher))
-    app.add_route("/openapi.yaml", OpenApiResource())
+    app.add_route(SUBMIT_PATH, SubmitResource(settings, tasks, publisher))
+    app.add_route(OPENAPI_PATH, OpenApiResource())
     install_error_handlers(app, settings.retry_after_s)
     return app
 

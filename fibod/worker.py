@@ -8,6 +8,21 @@ the offset (at-least-once). A "help" message computes unclaimed missing
 segments of a task and commits. During long units every assigned
 partition is paused and the consumer keeps polling, so Kafka never
 evicts the worker for exceeding max.poll.interval.ms.
+
+Stopping. The first SIGTERM or SIGINT drains: the worker takes no new
+message, gives its current unit up uncommitted at the next check (Kafka
+redelivers it; stored segments are reused), closes the consumer so its
+partitions move at once, and flushes its help messages. The handler only
+sets a flag, which the loop notices between steps: within a poll (1 s at
+most), one segment's computation, or one Redis call (up to
+FIBOD_REDIS_TIMEOUT_S against a frozen server). Draining itself can
+block far longer where the other side does not answer: leaving the group
+when the broker is gone, a synchronous commit, the producer's flush. So
+the first signal also gives SIGTERM and SIGINT back their default action:
+a second one ends the process at once, whatever it is blocked in (as
+rq's cold shutdown does). Nothing is lost by that: the unit was never
+committed, its claims expire after FIBOD_CLAIM_LEASE_MS, and the group
+reassigns its partitions after the session timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +34,8 @@ import signal
 import socket
 import time
 import types
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
@@ -29,7 +46,7 @@ from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.sequences import SequenceStore
-from fibod.tasks import TaskState, TaskStore
+from fibod.tasks import Task, TaskState, TaskStore
 
 log = logging.getLogger("fibod.worker")
 
@@ -43,6 +60,66 @@ KEEPALIVE_EVERY_S = 0.2
 PROGRESS_EVERY_S = 0.2
 #: Seconds to back off after a store or broker failure.
 BACKOFF_S = 1.0
+#: Signals that stop a worker: the first drains, a second ends it at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+#: What librdkafka calls on a rebalance with the consumer and its partitions.
+RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
+
+
+class TaskConsumer(Protocol):
+    """The part of a Kafka consumer the worker uses."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        *,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout: float = -1) -> Message | None: ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition) -> None: ...
+
+    def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]: ...
+
+    def close(self) -> None: ...
+
+
+class HelpPublisher(Protocol):
+    """The part of the Kafka publisher the worker uses."""
+
+    def publish_nowait(self, message: QueueMessage, partition: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TaskUpdater(Protocol):
+    """The part of the task store the worker uses."""
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def mark_running(self, task_id: str) -> bool: ...
+
+    def set_progress(self, task_id: str, done: int) -> bool: ...
+
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool: ...
+
+    def mark_failed(self, task_id: str, error: str) -> bool: ...
+
+
+class SegmentWriter(planner.SegmentStore, Protocol):
+    """The part of the sequence store the worker uses."""
+
+    def text_bytes(self, js: Sequence[int], sn: int) -> int | None: ...
 
 
 class Abandoned(Exception):
@@ -55,10 +132,10 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        consumer: Consumer,
-        publisher: TaskPublisher,
-        tasks: TaskStore,
-        sequences: SequenceStore,
+        consumer: TaskConsumer,
+        publisher: HelpPublisher,
+        tasks: TaskUpdater,
+        sequences: SegmentWriter,
         owner_id: str,
     ) -> None:
         self.settings = settings
@@ -75,8 +152,8 @@ class Worker:
         self._paused = False
         self._last_keepalive = 0.0
 
-    def request_stop(self, signum: int, _frame: types.FrameType | None) -> None:
-        """Note a stop signal; the loop acts on it (handler does nothing else)."""
+    def request_stop(self) -> None:
+        """Ask the loop to drain: give up the unit, leave the group, exit."""
         self.stopping = True
 
     def run(self) -> None:
@@ -95,6 +172,8 @@ class Worker:
                     continue
                 self.handle(msg)
         finally:
+            if self.stopping:
+                log.info("stop requested: draining (a second SIGTERM or SIGINT ends at once)")
             log.info("worker %s leaving the group", self.owner_id)
             self.consumer.close()
             self.publisher.close()
@@ -151,7 +230,7 @@ class Worker:
         if len(missing) > 1:
             self._ask_for_help(message, len(missing))
         while True:
-            self._build(missing, task_id=task.id, sn=sn)
+            self._build_all(missing, task.id, sn)
             text_bytes = self.sequences.text_bytes(js, sn)
             if text_bytes is not None:
                 break
@@ -168,26 +247,40 @@ class Worker:
         if message.sn > self.settings.max_sn:
             return
         js = planner.task_segments(self.layout, message.sn)
-        self._build(self.sequences.missing(js), task_id=None, sn=message.sn)
+        self._build_unclaimed(self.sequences.missing(js))
 
-    def _build(self, pending: list[int], task_id: str | None, sn: int) -> None:
-        """Compute pending segments; the owner (task_id set) waits for all."""
+    def _build_all(self, pending: list[int], task_id: str, sn: int) -> None:
+        """As the owner, get every pending segment stored: compute or wait."""
         last_progress = time.monotonic()
-        while pending:
-            self._keep_alive()
-            pending = self.sequences.missing(pending)
-            if not pending:
-                break
-            if task_id is not None and time.monotonic() - last_progress > PROGRESS_EVERY_S:
+        while pending := self._still_missing(pending):
+            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
                 self._report_progress(task_id, sn, pending)
                 last_progress = time.monotonic()
-            step = self.builder.build_one(pending)
-            if step is not None:
-                pending = [j for j in pending if j != step.j]
-            elif task_id is None:
-                return  # a helper does not wait for others' claims
+            rest = self._build_one(pending)
+            if rest is None:
+                time.sleep(WAIT_STEP_S)  # others hold every claim: wait for them
             else:
-                time.sleep(WAIT_STEP_S)
+                pending = rest
+
+    def _build_unclaimed(self, pending: list[int]) -> None:
+        """As a helper, compute pending segments nobody has claimed."""
+        while pending := self._still_missing(pending):
+            rest = self._build_one(pending)
+            if rest is None:
+                return  # a helper does not wait for others' claims
+            pending = rest
+
+    def _still_missing(self, pending: list[int]) -> list[int]:
+        """Stay in the group, then drop the pending segments now stored."""
+        if not pending:
+            return pending
+        self._keep_alive()
+        return self.sequences.missing(pending)
+
+    def _build_one(self, pending: list[int]) -> list[int] | None:
+        """Compute the lowest unclaimed segment; None if all are claimed."""
+        step = self.builder.build_one(pending)
+        return None if step is None else [j for j in pending if j != step.j]
 
     def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
         waiting = set(pending)
@@ -228,7 +321,7 @@ class Worker:
             except KafkaException as exc:
                 log.warning("resume failed: %s", exc)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         unit = self._unit
         if unit is not None and any(
             (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
@@ -238,7 +331,7 @@ class Worker:
         # a partition revoked or lost while a unit paused it would come back
         # paused, and its tasks would never be read again.
         try:
-            consumer.resume(partitions)
+            self.consumer.resume(partitions)
         except KafkaException as exc:
             log.warning("resume of revoked partitions failed: %s", exc)
 
@@ -282,6 +375,18 @@ def build_worker(settings: Settings) -> Worker:
     return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
 
 
+def stop_on_signals(worker: Worker) -> None:
+    """Drain on a first SIGTERM or SIGINT; let a second one end the process."""
+
+    def first_signal(_signum: int, _frame: types.FrameType | None) -> None:
+        for signum in STOP_SIGNALS:  # the next one gets the default action: exit now
+            signal.signal(signum, signal.SIG_DFL)
+        worker.request_stop()
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, first_signal)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one worker until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="fibod.worker", description=main.__doc__)
@@ -291,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
     worker = build_worker(settings)
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
+    stop_on_signals(worker)
     worker.run()
     return 0
 

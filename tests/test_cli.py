@@ -9,7 +9,7 @@ import sys
 import gmpy2
 import pytest
 
-from tests.conftest import reference_text
+from tests.reference import reference_text
 
 FIBOD = [sys.executable, "-m", "fibod.cli"]
 
@@ -31,6 +31,11 @@ def test_seq_zero_prints_nothing() -> None:
 
 def test_seq_from_and_lines() -> None:
     assert run("seq", "3", "--from", "10", "--format", "lines").stdout == b"55\n89\n144\n"
+
+
+def test_seq_formats_are_named_as_in_the_http_api() -> None:
+    # `format=text` is the HTTP API's name for space-separated numbers
+    assert run("seq", "5", "--format", "text").stdout == b"0 1 1 2 3 "
 
 
 def test_seq_2000_matches_plain_ints() -> None:
@@ -59,6 +64,7 @@ def test_fib_prints_one_number() -> None:
         ("seq", "200001"),
         ("seq", "5", "--from", "-3"),
         ("seq", "5", "--format", "csv"),
+        ("seq", "5", "--format", "spaces"),  # the old name of text
         ("fib", "x"),
         ("fib", "1" * 40),
         ("nosuch",),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import gmpy2
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fibod import _fastfib
-from fibod.kernel import FAST, Kernel
-from tests.conftest import reference_run, reference_text
+from fibod.kernel import FAST, PLAIN, Kernel
+from tests.reference import reference_run, reference_text
 
 
 def joined(blocks) -> bytes:
@@ -35,7 +40,7 @@ def test_cassini_and_doubling_identities(kernel: Kernel, n: int) -> None:
     assert kernel.fib(2 * n) == cur * (2 * nxt - cur)
 
 
-def test_fib_rejects_negative(kernel: Kernel) -> None:
+def test_fib_of_a_negative_index_is_refused(kernel: Kernel) -> None:
     with pytest.raises(ValueError):
         kernel.fib(-1)
 
@@ -47,7 +52,7 @@ def test_run_text_matches_plain_ints(kernel: Kernel, start: int, count: int) -> 
     assert joined(kernel.iter_run_text(start, count)) == reference_text(start, count)
 
 
-def test_run_text_lines_separator(kernel: Kernel) -> None:
+def test_run_text_in_lines_ends_each_number_with_a_newline(kernel: Kernel) -> None:
     assert joined(kernel.iter_run_text(3, 4, b"\n")) == b"2\n3\n5\n8\n"
 
 
@@ -71,15 +76,12 @@ def test_run_digit_counts_follow_log_phi() -> None:
 @given(start=st.integers(0, 3000), count=st.integers(0, 120))
 def test_any_run_matches_plain_ints(start: int, count: int) -> None:
     expected = reference_text(start, count)
-    for k in (FAST,):
-        assert joined(k.iter_run_text(start, count, chunk_bytes=4096)) == expected
+    assert joined(FAST.iter_run_text(start, count, chunk_bytes=4096)) == expected
 
 
 @settings(max_examples=40, deadline=None)
 @given(start=st.integers(0, 5000), count=st.integers(0, 60))
-def test_payload_round_trip_both_kernels(start: int, count: int) -> None:
-    from fibod.kernel import PLAIN
-
+def test_both_kernels_encode_check_and_render_payloads_alike(start: int, count: int) -> None:
     fast_payload, fast_digits = FAST.encode_payload(start, count)
     plain_payload, plain_digits = PLAIN.encode_payload(start, count)
     assert fast_payload == plain_payload
@@ -87,21 +89,59 @@ def test_payload_round_trip_both_kernels(start: int, count: int) -> None:
     assert FAST.check_payload(fast_payload, count) == fast_digits
     assert PLAIN.check_payload(fast_payload, count) == fast_digits
     expected = reference_text(start, count)
-    assert joined(FAST.iter_payload_text(fast_payload, count)) == expected
-    assert joined(PLAIN.iter_payload_text(fast_payload, count)) == expected
+    assert FAST.payload_text(fast_payload, count) == expected
+    assert PLAIN.payload_text(fast_payload, count) == expected
 
 
-def test_simd_and_portable_paths_agree() -> None:
-    # the run-time choice must not change a byte; both paths are checked
-    # against the reference, not only against each other
-    expected = reference_text(5000, 200)
+#: The kernel's add and unpack loops, as `_fastfib.select_simd` numbers them.
+SIMD_PATHS = {"portable": 0, "avx2": 1}
+
+
+@pytest.fixture(params=list(SIMD_PATHS))
+def simd_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test on one loop path; skip the AVX2 one where it cannot run."""
+    want = SIMD_PATHS[request.param]
+    if want and not _fastfib.simd_available():
+        pytest.skip("no AVX2 path here (CPU without avx2, or built without it): portable only")
     chosen = _fastfib.simd_in_use()
+    assert _fastfib.select_simd(want) == want
     try:
-        for want in (0, 1):
-            _fastfib.select_simd(want)
-            assert joined(FAST.iter_run_text(5000, 200)) == expected
+        yield request.param
     finally:
         _fastfib.select_simd(chosen)
+
+
+def cpu_flags() -> set[str]:
+    """Return the first CPU's flags from /proc/cpuinfo, not from the kernel."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads CPU flags from Linux")
+def test_avx2_path_is_chosen_at_import_exactly_where_the_cpu_has_avx2() -> None:
+    # a fresh process: other tests here switch paths back and forth
+    probe = "from fibod import _fastfib; print(_fastfib.simd_available(), _fastfib.simd_in_use())"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    expected = "1 1" if "avx2" in cpu_flags() else "0 0"
+    assert result.stdout.split() == expected.split()
+
+
+def test_portable_path_can_be_forced_and_the_best_chosen_again() -> None:
+    chosen = _fastfib.simd_in_use()
+    try:
+        assert _fastfib.select_simd(0) == 0 and _fastfib.simd_in_use() == 0
+        assert _fastfib.select_simd(-1) == _fastfib.simd_available()
+    finally:
+        _fastfib.select_simd(chosen)
+
+
+def test_run_text_on_each_path_matches_plain_ints(simd_path: str) -> None:
+    # each path is checked against the reference, not only against the other
+    assert joined(FAST.iter_run_text(5000, 200)) == reference_text(5000, 200)
 
 
 def test_carry_across_word_boundaries() -> None:
@@ -119,36 +159,25 @@ def nines_heavy_decimal() -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=300, deadline=None)
+# the fixture only selects a path: nothing to reset between examples
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(a=nines_heavy_decimal(), b=nines_heavy_decimal())
-def test_bcd_add_matches_int_addition_on_both_paths(a: str, b: str) -> None:
-    chosen = _fastfib.simd_in_use()
-    try:
-        for want in (0, 1):
-            _fastfib.select_simd(want)
-            assert _fastfib.add_decimal(a, b) == str(int(a) + int(b))
-    finally:
-        _fastfib.select_simd(chosen)
+def test_bcd_add_matches_int_addition(simd_path: str, a: str, b: str) -> None:
+    assert _fastfib.add_decimal(a, b) == str(int(a) + int(b))
 
 
 @pytest.mark.parametrize("digits", [15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129])
-def test_bcd_add_carry_ripples_through_every_lane(digits: int) -> None:
+def test_bcd_add_carry_ripples_through_every_lane(simd_path: str, digits: int) -> None:
     # 99..9 + 1 carries through every nibble, word and 64-digit block
-    chosen = _fastfib.simd_in_use()
-    try:
-        for want in (0, 1):
-            _fastfib.select_simd(want)
-            assert _fastfib.add_decimal("9" * digits, "1") == "1" + "0" * digits
-            half = "45" * (digits // 2) + "4" * (digits % 2)
-            assert _fastfib.add_decimal(half, "5" * digits) == str(int(half) + int("5" * digits))
-    finally:
-        _fastfib.select_simd(chosen)
+    assert _fastfib.add_decimal("9" * digits, "1") == "1" + "0" * digits
+    half = "45" * (digits // 2) + "4" * (digits % 2)
+    assert _fastfib.add_decimal(half, "5" * digits) == str(int(half) + int("5" * digits))
 
 
-def test_payload_text_of_a_number_larger_than_the_block(kernel: Kernel) -> None:
-    # F(400000) has 83,595 digits: its text outgrows the 64 KiB smallest
-    # block and twice its own 41.8 KB payload is the most it can need
+def test_payload_text_of_one_number_of_83595_digits(kernel: Kernel) -> None:
     payload, digits = kernel.encode_payload(400_000, 1)
-    text = joined(kernel.iter_payload_text(payload, 1, chunk_bytes=1))
-    assert text == str(gmpy2.fib(400_000)).encode() + b" "
+    text = kernel.payload_text(payload, 1)
+    assert text == gmpy2.fib(400_000).digits().encode() + b" "
     assert len(text) == digits + 1

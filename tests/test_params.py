@@ -51,14 +51,14 @@ def test_wait_is_clamped_and_strict() -> None:
             parse_wait(bad, 30)
 
 
-def test_format() -> None:
+def test_format_defaults_to_text_and_refuses_unknown_names() -> None:
     assert parse_format(None) == "text"
     assert parse_format("binary") == "binary"
     with pytest.raises(InputError):
         parse_format("xml")
 
 
-def test_task_ids() -> None:
+def test_task_ids_are_20_lowercase_hex_digits_that_carry_their_time() -> None:
     task_id = new_task_id(1_700_000_000_000)
     assert parse_task_id(task_id) == task_id
     assert int(task_id[:12], 16) == 1_700_000_000_000

@@ -7,7 +7,7 @@ import pytest
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage
 
 
-def test_round_trip() -> None:
+def test_messages_round_trip_through_json() -> None:
     for kind in (KIND_TASK, KIND_HELP):
         msg = QueueMessage(kind, "0123456789abcdef0123", 40000)
         assert QueueMessage.decode(msg.encode()) == msg

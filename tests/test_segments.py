@@ -13,31 +13,25 @@ from fibod.segments import (
     SegmentLayout,
     encode_segment,
     read_header,
-    render_segment,
-    segment_numbers,
+    segment_text,
     validate_segment,
 )
-from tests.conftest import reference_run, reference_text
+from tests.reference import reference_run, reference_text, segment_numbers_by_hand
 
 
-def test_round_trip(kernel: Kernel) -> None:
+def test_segment_round_trip_holds_the_run(kernel: Kernel) -> None:
     seg = encode_segment(100, 50, kernel)
     header = validate_segment(seg, kernel)
     assert (header.start, header.count) == (100, 50)
     assert header.text_bytes == len(reference_text(100, 50))
-    assert segment_numbers(seg, kernel) == reference_run(100, 50)
+    assert segment_numbers_by_hand(seg) == reference_run(100, 50)
 
 
-def test_render_prefix_only(kernel: Kernel) -> None:
-    seg = encode_segment(10, 20, kernel)
-    text = b"".join(bytes(b) for b in render_segment(seg, count=5, kernel=kernel))
-    assert text == reference_text(10, 5)
-
-
-def test_empty_segment(kernel: Kernel) -> None:
+def test_empty_segment_is_valid_and_renders_nothing(kernel: Kernel) -> None:
     seg = encode_segment(7, 0, kernel)
     assert validate_segment(seg, kernel).count == 0
-    assert segment_numbers(seg, kernel) == []
+    assert segment_numbers_by_hand(seg) == []
+    assert segment_text(seg, kernel=kernel) == b""
 
 
 def test_both_kernels_write_identical_segments() -> None:
@@ -74,7 +68,7 @@ def test_corruption_is_named(kernel: Kernel, offset: int, message: str) -> None:
     with pytest.raises(SegmentError, match=message):
         validate_segment(bytes(seg), kernel)
     with pytest.raises(SegmentError):
-        list(render_segment(bytes(seg), kernel=kernel))
+        segment_text(bytes(seg), kernel=kernel)
 
 
 @settings(max_examples=80, deadline=None)
@@ -109,9 +103,16 @@ def test_bad_digit_with_valid_checksum_is_named(kernel: Kernel) -> None:
         validate_segment(bytes(seg), kernel)
 
 
-def test_read_header_checks_length_only() -> None:
-    seg = encode_segment(3, 4)
-    assert read_header(seg).payload_bytes == len(seg) - 40
+def test_read_header_checks_the_length_but_not_the_payload() -> None:
+    # given a segment with a damaged payload
+    seg = bytearray(encode_segment(3, 4))
+    seg[HEADER_BYTES + 5] ^= 0x01
+    # then its header still reads, only validation finds the damage
+    assert read_header(bytes(seg)).payload_bytes == len(seg) - 40
+    with pytest.raises(SegmentError, match="checksum"):
+        validate_segment(bytes(seg))
+    with pytest.raises(SegmentError, match="truncated"):
+        read_header(bytes(seg[:-1]))
 
 
 @pytest.mark.parametrize("segment_bytes", [64, 4096, 2 * 1024 * 1024])
@@ -149,16 +150,12 @@ def test_covering_holds_exactly_the_prefix(sn: int) -> None:
 
 @pytest.mark.parametrize("count", [None, 0, 1, 17, 50])
 def test_segment_text_is_one_exact_buffer(kernel: Kernel, count: int | None) -> None:
-    from fibod.segments import segment_text
-
     seg = encode_segment(300, 50, kernel)
     text = segment_text(seg, count, b"\n", kernel)
     assert bytes(text) == reference_text(300, 50 if count is None else count, "\n")
 
 
 def test_segment_text_refuses_damage(kernel: Kernel) -> None:
-    from fibod.segments import segment_text
-
     seg = bytearray(encode_segment(300, 5, kernel))
     seg[-1] ^= 0xFF
     with pytest.raises(SegmentError):

@@ -7,14 +7,14 @@ import pytest
 
 from fibod.config import Settings
 from fibod.vip import create_app
-from tests.conftest import reference_text
+from tests.reference import reference_text
 
 KEY = "k3y-for-tests"
 
 
-def client(**overrides: object) -> falcon.testing.TestClient:
-    settings = Settings(vip_api_keys=f"other, {KEY}", **overrides)  # type: ignore[arg-type]
-    return falcon.testing.TestClient(create_app(settings))
+def client() -> falcon.testing.TestClient:
+    """The VIP app with two keys configured, one of them KEY."""
+    return falcon.testing.TestClient(create_app(Settings(vip_api_keys=f"other, {KEY}")))
 
 
 def test_streams_the_sequence_with_a_key_header() -> None:

@@ -1,20 +1,17 @@
-"""HTTP clients of the stack and independent references for their answers.
+"""HTTP clients of the stack.
 
-`Client` follows the documented client flow (submit, long-poll, stream).
-The references come from plain Python ints or gmpy2 `.digits()`, never
-from fibod's kernel, so a kernel bug cannot hide behind its own output.
+`Client` follows the documented client flow (submit, long-poll, stream);
+`raw_get` sends a request as written, from a chosen source address. The
+answers are checked against tests/reference.py.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.client
-import sys
 import time
 from dataclasses import dataclass
 
-import gmpy2
 import requests
 
 #: Longest a test waits for one task, seconds.
@@ -98,60 +95,6 @@ class StreamDigest:
     size: int
     sha256: str
     content_length: str | None
-
-
-@dataclass(frozen=True)
-class Reference:
-    """F(0)..F(sn-1) as text, each followed by a space: its digest and lengths."""
-
-    sn: int
-    size: int
-    sha256: str
-    #: prefix_bytes[n] is the text length of F(0)..F(n-1), for n <= sn.
-    prefix_bytes: tuple[int, ...]
-
-
-@functools.cache
-def reference_digest(sn: int) -> Reference:
-    """Hash F(0)..F(sn-1) as text, from gmpy2 additions and `.digits()`."""
-    hasher, size, prefix = hashlib.sha256(), 0, [0]
-    a, b = gmpy2.mpz(0), gmpy2.mpz(1)
-    for _ in range(sn):
-        text = a.digits().encode() + b" "
-        hasher.update(text)
-        size += len(text)
-        prefix.append(size)
-        a, b = b, a + b
-    return Reference(sn, size, hasher.hexdigest(), tuple(prefix))
-
-
-#: The sequences byte-compared in full are at most this long.
-REFERENCE_TEXT_SN = 20_000
-
-
-@functools.cache
-def _reference_strings(sn: int) -> tuple[str, ...]:
-    sys.set_int_max_str_digits(0)
-    out, a, b = [], 0, 1
-    for _ in range(sn):
-        out.append(str(a))
-        a, b = b, a + b
-    return tuple(out)
-
-
-def reference(sn: int, sep: str = " ") -> bytes:
-    """F(0)..F(sn-1) from plain Python ints and str(), each followed by sep."""
-    numbers = _reference_strings(max(sn, REFERENCE_TEXT_SN))[:sn]
-    return "".join(n + sep for n in numbers).encode()
-
-
-def reference_text_bytes(sn: int, within: int = REFERENCE_TEXT_SN) -> int:
-    """Text length of F(0)..F(sn-1) with separators (gmpy2 digits).
-
-    `within` names the longest sequence the caller needs, so one cached
-    pass serves every shorter length.
-    """
-    return reference_digest(max(sn, within)).prefix_bytes[sn]
 
 
 def raw_get(

@@ -5,6 +5,7 @@ is missing, starts supervisord and waits for every part), then yields the
 effective settings from var/conf/fibod.env. It leaves the stack running
 (`make down` stops it) unless FIBOD_TEST_STOP_STACK=1. Every test in this
 folder is marked `integration`, so `pytest -m "not integration"` skips them.
+Fixtures more than one test file needs live here, not in the files.
 """
 
 from __future__ import annotations
@@ -12,36 +13,24 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from fibod.config import Settings
 from fibod.envfile import read_env_file
+from fibod.segments import SegmentLayout
+from fibod.sequences import SequenceStore
+from fibod.tasks import TaskStore
+from tests.integration.clients import Client
+from tests.integration.stack import EFFECTIVE_ENV_FILE, ROOT, Stack, Supervisor
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-EFFECTIVE_ENV_FILE = ROOT / "var" / "conf" / "fibod.env"
 #: Longest `make up` on a new machine: apt installs, .venv, Kafka jars, waits.
 UP_TIMEOUT_S = 900
 #: Longest `make down` (Redis flushes, Kafka's controlled shutdown).
 DOWN_TIMEOUT_S = 300
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where the running stack listens, read from var/conf/fibod.env."""
-
-    base_url: str
-    task_redis_url: str
-    sequence_redis_url: str
-    redis_password: str
-    kafka_bootstrap: str
-    task_topic: str
-    task_partitions: int
-    #: Every effective FIBOD_* setting, for what the fields above lack.
-    env: dict[str, str]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -119,22 +108,38 @@ def sequence_redis(stack: Stack) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    """The settings the stack runs with, as fibod reads them."""
+    return Settings.from_env(stack.env)
+
+
+@pytest.fixture(scope="session")
+def layout(settings: Settings) -> SegmentLayout:
+    """The segment layout of the stack's sequence store."""
+    return SegmentLayout(settings.segment_bytes)
+
+
 @pytest.fixture
-def supervisor_pids(stack: Stack):
-    """Return a function: pids of the supervisor programs whose name starts with a prefix."""
+def http(stack: Stack) -> Iterator[Client]:
+    """An HTTP client of the stack, through nginx."""
+    with Client(stack.base_url) as client:
+        yield client
 
-    def pids(prefix: str) -> list[int]:
-        ctl = ROOT / ".venv" / "bin" / "supervisorctl"
-        out = subprocess.run(
-            [str(ctl), "-c", str(ROOT / "supervisord.conf"), "status"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
-        return [
-            int(words[3].rstrip(","))
-            for words in (line.split() for line in out.splitlines())
-            if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
-        ]
 
-    return pids
+@pytest.fixture
+def sequence_store(sequence_redis: redis.Redis, layout: SegmentLayout) -> SequenceStore:
+    """The stack's sequence store, through fibod's own store class."""
+    return SequenceStore(sequence_redis, layout)
+
+
+@pytest.fixture(scope="session")
+def task_store(settings: Settings) -> TaskStore:
+    """The stack's task store, through fibod's own store class."""
+    return TaskStore.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def supervisor(stack: Stack) -> Supervisor:
+    """The stack's supervisord, through supervisorctl."""
+    return Supervisor()

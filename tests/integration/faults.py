@@ -1,139 +1,36 @@
 """Fault injection on the running stack, and the checks that follow a fault.
 
-`Supervisor` drives the stack's supervisord (stop, start, pid, wait until
-RUNNING); `restore` brings every program back, so a test that stopped,
-killed or froze one leaves the stack healthy even when it fails. The
-segment checks read the sequence store directly and compare with gmpy2,
-never with fibod's kernel.
+Ghost claims, process figures, Kafka group and topic helpers, and the
+segment checks: these read the sequence store directly and compare with
+gmpy2 (tests.reference), never with fibod's kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import gmpy2
 import redis
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from fibod import keys
+from fibod.config import Settings
 from fibod.errors import SegmentError
-from fibod.segments import SegmentLayout, read_header, validate_segment
-
-ROOT = Path(__file__).resolve().parents[2]
-SV_CONF = ROOT / "supervisord.conf"
-SUPERVISORCTL = ROOT / ".venv" / "bin" / "supervisorctl"
-#: Longest wait for a program to be RUNNING again (Kafka needs ~5-10 s).
-RESTORE_TIMEOUT_S = 90
-
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float = 0.05) -> T:
-    """Call check until it returns a truthy value; fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = check()
-        except Exception as exc:
-            last_error, value = exc, None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what}: not reached in {timeout_s} s (last error: {last_error!r})"
-            )
-        time.sleep(step_s)
-
-
-class Supervisor:
-    """The stack's supervisord, through supervisorctl."""
-
-    def ctl(self, *args: str, timeout_s: float = 120) -> str:
-        """Run supervisorctl; return its output (exit status is not checked)."""
-        result = subprocess.run(
-            [str(SUPERVISORCTL), "-c", str(SV_CONF), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        return result.stdout + result.stderr
-
-    def states(self) -> dict[str, str]:
-        """Return program name -> state (RUNNING, STOPPED, BACKOFF, ...)."""
-        out: dict[str, str] = {}
-        for line in self.ctl("status").splitlines():
-            words = line.split()
-            if len(words) >= 2:
-                out[words[0]] = words[1]
-        return out
-
-    def pid(self, name: str) -> int:
-        """Return the pid of a RUNNING program; fail if it has none."""
-        text = self.ctl("pid", name).strip()
-        assert text.isdigit() and int(text) > 0, f"{name} has no pid: {text!r}"
-        return int(text)
-
-    def stop(self, name: str) -> None:
-        """Stop a program (TERM, then KILL after its stopwaitsecs)."""
-        self.ctl("stop", name)
-
-    def start(self, name: str) -> None:
-        """Start a program; supervisorctl waits for its startsecs."""
-        self.ctl("start", name)
-
-    def wait_running(self, names: Iterable[str], timeout_s: float = RESTORE_TIMEOUT_S) -> None:
-        """Wait until every named program is RUNNING."""
-        wanted = list(names)
-        wait_for(
-            lambda: all(self.states().get(n) == "RUNNING" for n in wanted),
-            timeout_s,
-            f"programs RUNNING: {wanted} (now {self.states()})",
-            step_s=0.2,
-        )
-
-    def kill_and_hold(self, name: str) -> int:
-        """Kill a program with SIGKILL and keep it down; return the killed pid.
-
-        Supervisor restarts a killed program at once (autorestart), so the
-        process it started is stopped too, with SIGKILL: a JVM still
-        starting up would hold a TERM for its whole stopwaitsecs.
-        """
-        victim = self.pid(name)
-        os.kill(victim, signal.SIGKILL)
-        stopper = threading.Thread(target=self.stop, args=(name,), daemon=True)
-        stopper.start()
-        deadline = time.monotonic() + 30
-        while stopper.is_alive() and time.monotonic() < deadline:
-            text = self.ctl("pid", name).strip()
-            if text.isdigit() and int(text) not in (0, victim):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(text), signal.SIGKILL)
-            stopper.join(0.2)
-        assert self.states().get(name) == "STOPPED", self.states()
-        return victim
-
-    def restore(self) -> None:
-        """Continue frozen programs, start stopped ones, wait for all."""
-        states = self.states()
-        for name, state in states.items():
-            if state == "RUNNING":
-                with contextlib.suppress(AssertionError, ProcessLookupError):
-                    os.kill(self.pid(name), signal.SIGCONT)
-            elif state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
-                self.start(name)
-        self.wait_running(states)
+from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
+from fibod.segments import SegmentLayout, validate_segment
+from fibod.tasks import TaskStore
+from tests.integration.stack import VAR
+from tests.reference import gmpy2_run, segment_numbers_by_hand
 
 
 def worker_owner(pid: int) -> str:
@@ -190,32 +87,6 @@ def drop_ghost_claims(sequence_redis: redis.Redis, layout: SegmentLayout) -> Non
             sequence_redis.delete(keys.claim_key(layout.segment_bytes, j))
 
 
-def independent_numbers(segment: bytes) -> list[int]:
-    """Decode a segment's numbers without the kernel: BCD bytes are hex digits."""
-    header = read_header(segment)
-    out: list[int] = []
-    pos, end = 32, 32 + header.payload_bytes
-    while pos < end:
-        digits = int.from_bytes(segment[pos : pos + 4], "little")
-        size = (digits + 1) // 2
-        text = segment[pos + 4 : pos + 4 + size].hex()
-        out.append(int(text[len(text) - digits :]))
-        pos += 4 + size
-    assert len(out) == header.count
-    return out
-
-
-def gmpy2_run(start: int, count: int) -> list[int]:
-    """Return F(start)..F(start+count-1) from gmpy2."""
-    a, b = gmpy2.fib2(start + 1)  # (F(start+1), F(start))
-    a, b = b, a
-    out = []
-    for _ in range(count):
-        out.append(int(a))
-        a, b = b, a + b
-    return out
-
-
 @dataclass
 class SegmentReport:
     """What the stored segments of a task looked like after a fault."""
@@ -246,7 +117,7 @@ def check_segments(
         if (header.start, header.count) != layout.bounds(j):
             report.problems.append(f"segment {j} holds F({header.start})+{header.count}")
         elif j in picked:
-            if independent_numbers(segment) != gmpy2_run(header.start, header.count):
+            if segment_numbers_by_hand(segment) != gmpy2_run(header.start, header.count):
                 report.problems.append(f"segment {j} differs from gmpy2")
             report.compared_with_gmpy2.append(j)
     return report
@@ -312,8 +183,6 @@ def reading(sequence_redis: redis.Redis, layout: SegmentLayout, sn: int) -> Iter
 
 def group_members(bootstrap: str, group: str) -> dict[str, list[int]]:
     """Return client id -> assigned partitions of each consumer group member."""
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": bootstrap})
     description = admin.describe_consumer_groups([group])[group].result(timeout=10)
     return {
@@ -322,32 +191,41 @@ def group_members(bootstrap: str, group: str) -> dict[str, list[int]]:
     }
 
 
-FIGURES_FILE = ROOT / "var" / "log" / "fault-figures.jsonl"
+@contextlib.contextmanager
+def own_topic(settings: Settings, name: str, partitions: int) -> Iterator[tuple[str, str]]:
+    """Create a topic and name a group no other test uses; yield (topic, group).
+
+    A worker started on them leaves the stack's own workers and queue
+    alone. The topic is deleted afterwards.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    topic, group = f"fibod.test-{name}-{suffix}", f"fibod-test-{name}-{suffix}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
+    try:
+        yield topic, group
+    finally:
+        admin.delete_topics([topic])
+
+
+FIGURES_FILE = VAR / "log" / "fault-figures.jsonl"
 
 
 def record(test: str, **figures: object) -> None:
     """Append what a fault test measured to var/log/fault-figures.jsonl."""
-    import json
-
     line = json.dumps({"test": test, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures})
     print(line)
     with FIGURES_FILE.open("a") as out:
         out.write(line + "\n")
 
 
-def task_on_every_partition(stack: object, sn: int = 7) -> list[str]:
+def task_on_every_partition(settings: Settings, sn: int = 7) -> list[str]:
     """Create a task and queue it on each partition of the task topic; return ids.
 
     A partition nobody reads (e.g. left paused after a rebalance) leaves
     its task queued, which a check of these ids then shows.
     """
-    from fibod.config import Settings
-    from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
-    from fibod.redis_client import connect
-    from fibod.tasks import TaskStore
-
-    settings = Settings.from_env(stack.env)  # type: ignore[attr-defined]
-    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+    tasks = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, "fibod-test-partitions")
     ids = []
     try:

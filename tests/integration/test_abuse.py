@@ -15,34 +15,17 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from clients import Client, raw_get, reference, reference_text_bytes
-from faults import claims, pgrep, record, rss_kib, threads, wait_for
 
-from fibod.config import Settings
-from fibod.segments import SegmentLayout
+from tests.integration.clients import raw_get
+from tests.integration.faults import claims, pgrep, record, rss_kib, threads
+from tests.integration.stack import VAR, wait_for
+from tests.reference import reference_text, reference_text_bytes
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-LAYOUT = SegmentLayout(Settings().segment_bytes)
-
-
-@pytest.fixture
-def http(stack) -> Iterator[Client]:
-    with Client(stack.base_url) as client:
-        yield client
-
-
-def _host_port(stack) -> tuple[str, int]:
-    parts = urlsplit(stack.base_url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
-
 
 BAD_SN = {
     "negative": "sn=-1",
@@ -134,16 +117,16 @@ def test_bad_id_gets_a_clear_4xx(http, route: str, bad_id: str) -> None:
         "/myapp/../openapi.yaml",
     ],
 )
-def test_dot_segments_never_leave_the_api(http, path: str) -> None:
+def test_dot_segments_never_leave_the_api(stack, path: str) -> None:
     # requests would normalise the path: send it as written
-    host, port = urlsplit(http.base_url).hostname, urlsplit(http.base_url).port
-    status, _, body = raw_get(host or "127.0.0.1", port or 80, path)
+    host, port = stack.address()
+    status, _, body = raw_get(host, port, path)
     assert status in (200, 400, 404)
     assert b"root:" not in body
 
 
 def test_raw_newline_in_request_line_is_refused(stack) -> None:
-    host, port = _host_port(stack)
+    host, port = stack.address()
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(b"GET /myapp/tasks/0123\n4567 HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = sock.recv(4096)
@@ -222,7 +205,7 @@ def _dir_bytes(path: Path) -> int:
 
 
 def test_slow_reader_and_quitter_hold_bounded_resources(stack, http) -> None:
-    host, port = _host_port(stack)
+    host, port = stack.address()
     fetch_port = int(stack.env["FIBOD_FETCH_PORT"])
     # given a stored 1 GB task and a small ready one
     huge = http.submit(HUGE_SN)
@@ -232,7 +215,7 @@ def test_slow_reader_and_quitter_hold_bounded_resources(stack, http) -> None:
     pids = _fetch_workers()
     rss_before = {pid: rss_kib(pid) for pid in pids}
     threads_before = {pid: threads(pid) for pid in pids}
-    temp_dir = ROOT / "var" / "nginx" / "proxy"
+    temp_dir = VAR / "nginx" / "proxy"
     # when one client reads it at ~3 MB/s and another reads fast, then quits mid-stream
     slow = StreamClient(
         host, port, f"/myapp/fibotask?id={huge}", "127.0.0.41", SLOW_RATE_BYTES_S, SLOW_READ_S
@@ -250,7 +233,7 @@ def test_slow_reader_and_quitter_hold_bounded_resources(stack, http) -> None:
             started = time.monotonic()
             got = http.get_path(f"/myapp/fibotask?id={small}")
             small_latencies.append(time.monotonic() - started)
-            assert got.content == b"\x00" + reference(3_000)
+            assert got.content == b"\x00" + reference_text(0, 3_000)
             for pid in pids:
                 rss_peak[pid] = max(rss_peak[pid], rss_kib(pid))
             temp_peak = max(temp_peak, _dir_bytes(temp_dir))
@@ -327,14 +310,14 @@ def _submit_from(base: tuple[str, int], source: str, sns: list[int]) -> list[tup
 
 
 def test_burst_of_2000_submissions_all_complete(
-    stack, http, sequence_redis, supervisor_pids
+    stack, http, sequence_redis, sequence_store, layout, supervisor
 ) -> None:
-    base = _host_port(stack)
+    base: tuple[str, int] = stack.address()
     rng = random.Random(2000)
     sns = [rng.randint(1, 2_000) for _ in range(BURST_TASKS - 40)]
     sns += [rng.randint(2_001, BURST_MAX_SN) for _ in range(40)]
     rng.shuffle(sns)
-    workers = {f"{socket.gethostname()}:{pid}" for pid in supervisor_pids("worker:")}
+    workers = {f"{socket.gethostname()}:{pid}" for pid in supervisor.pids("worker:")}
     owners_seen: set[str] = set()
     most_claims, probe_latencies = 0, []
     done = threading.Event()
@@ -342,7 +325,7 @@ def test_burst_of_2000_submissions_all_complete(
     def watch() -> None:
         nonlocal most_claims
         while not done.is_set():
-            held = claims(sequence_redis, LAYOUT.segment_bytes)
+            held = claims(sequence_redis, layout.segment_bytes)
             owners_seen.update(held.values())
             most_claims = max(most_claims, len(held))
             time.sleep(0.01)
@@ -355,9 +338,7 @@ def test_burst_of_2000_submissions_all_complete(
             time.sleep(0.1)
 
     # given an empty sequence store, a watcher of compute claims and a probing client
-    from fibod.sequences import SequenceStore
-
-    SequenceStore(sequence_redis, LAYOUT).clear()
+    sequence_store.clear()
     watcher, prober = threading.Thread(target=watch), threading.Thread(target=probe)
     watcher.start()
     prober.start()
@@ -400,7 +381,7 @@ def test_burst_of_2000_submissions_all_complete(
     # and a sample streams byte for byte
     sample = rng.sample(answers, 12) + sorted(answers, key=lambda a: -a[0])[:2]
     for sn, _, task_id in sample:
-        assert http.fetch(task_id).content == b"\x00" + reference(sn)
+        assert http.fetch(task_id).content == b"\x00" + reference_text(0, sn)
     # and only the worker processes computed, at most one segment each at a time
     assert owners_seen <= workers, owners_seen - workers
     assert most_claims <= len(workers)

@@ -6,8 +6,8 @@ spanning ~90 segments is being computed, then checks the outcome against
 references that do not use fibod's kernel: the streamed body's sha256
 against gmpy2 `.digits()`, every stored segment validated, a sample of
 them decoded by hand and compared with gmpy2. The `supervisor` fixture
-brings every program back even when a test fails. Measured figures go to
-var/log/fault-figures.jsonl (docs/RELIABILITY.md quotes them).
+here brings every program back even when a test fails. Measured figures
+go to var/log/fault-figures.jsonl (docs/RELIABILITY.md quotes them).
 
 Some tests make a task run for a known time with a "ghost" claim: a
 segment claimed by a worker that went silent, so the task's owner waits
@@ -19,49 +19,43 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
-from clients import Client, reference_digest, reference_text_bytes
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
-from faults import (
-    ROOT,
-    Supervisor,
+
+from fibod import keys
+from fibod.config import Settings
+from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
+from fibod.segments import SegmentLayout
+from fibod.sequences import SequenceStore
+from fibod.tasks import TaskState, TaskStore
+from tests.integration.clients import Client
+from tests.integration.faults import (
     check_segments,
     claims,
     drop_ghost_claims,
     ghost_claim,
     group_members,
+    own_topic,
     reading,
     record,
     task_on_every_partition,
-    wait_for,
     worker_owner,
 )
-
-from fibod import keys
-from fibod.config import Settings
-from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
-from fibod.redis_client import connect
-from fibod.segments import SegmentLayout
-from fibod.sequences import SequenceStore
-from fibod.tasks import TaskState, TaskStore
+from tests.integration.stack import VAR, Supervisor, start_worker, stop_worker, wait_for
+from tests.reference import reference_digest, reference_text_bytes
 
 pytestmark = pytest.mark.integration
 
 #: The task every fault hits: F(0)..F(59,999), 90 segments, 376 MB of text.
 FAULT_SN = 60_000
-LAYOUT = SegmentLayout(Settings().segment_bytes)
-#: Segment held by a ghost claim: every sn above ~41,000 needs it.
-GHOST_SEGMENT = LAYOUT.index_of(41_000)
+#: A ghost claim holds the segment of this index: every sn above it needs it.
+GHOST_INDEX = 41_000
 #: A claim on this segment or a later one is "in the middle" of the task.
 MID_TASK_SEGMENT = 10
 #: Longest a faulted task may take to complete, seconds.
@@ -71,37 +65,35 @@ FREEZE_S = 14
 
 
 @pytest.fixture
-def supervisor(stack) -> Iterator[Supervisor]:
-    """The stack's supervisor; afterwards every program is RUNNING and usable."""
-    sv = Supervisor()
-    sv.restore()
-    yield sv
-    sv.restore()
-    _wait_usable(stack)
+def supervisor(supervisor: Supervisor, settings: Settings, http: Client) -> Iterator[Supervisor]:
+    """The stack's supervisor, restored before and after: every program RUNNING and usable."""
+    supervisor.restore()
+    yield supervisor
+    supervisor.restore()
+    _wait_usable(settings, http)
 
 
-def _wait_usable(stack) -> None:
+def _wait_usable(settings: Settings, http: Client) -> None:
     """A task queued on each partition completes: every partition is read again."""
-    ids = wait_for(lambda: task_on_every_partition(stack), 60, "queueing on every partition", 1)
-    with Client(stack.base_url) as client:
-        for task_id in ids:
-            assert client.wait_ready(task_id, 60)["state"] == "ready"
+    ids = wait_for(lambda: task_on_every_partition(settings), 60, "queueing on every partition", 1)
+    for task_id in ids:
+        assert http.wait_ready(task_id, 60)["state"] == "ready"
 
 
 @pytest.fixture
-def http(stack) -> Iterator[Client]:
-    with Client(stack.base_url) as client:
-        yield client
-
-
-@pytest.fixture
-def store(stack, sequence_redis: redis.Redis) -> Iterator[SequenceStore]:
+def store(
+    sequence_store: SequenceStore, sequence_redis: redis.Redis, layout: SegmentLayout
+) -> Iterator[SequenceStore]:
     """The sequence store, emptied; ghost claims are dropped afterwards."""
-    assert Settings.from_env(stack.env).segment_bytes == LAYOUT.segment_bytes
-    seq = SequenceStore(sequence_redis, LAYOUT)
-    seq.clear()
-    yield seq
-    drop_ghost_claims(sequence_redis, LAYOUT)
+    sequence_store.clear()
+    yield sequence_store
+    drop_ghost_claims(sequence_redis, layout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _reference() -> None:
+    """Compute the gmpy2 reference once, before any fault is timed."""
+    reference_digest(FAULT_SN)
 
 
 def _check_task_bytes(http: Client, task_id: str, sn: int) -> None:
@@ -113,31 +105,37 @@ def _check_task_bytes(http: Client, task_id: str, sn: int) -> None:
     assert got.content_length == str(1 + ref.size)
 
 
-def _check_stored(sequence_redis: redis.Redis, sn: int) -> int:
+def _check_stored(sequence_redis: redis.Redis, layout: SegmentLayout, sn: int) -> int:
     """Every stored segment of F(0..sn-1) is whole and right; return how many."""
-    report = check_segments(sequence_redis, LAYOUT, sn)
+    report = check_segments(sequence_redis, layout, sn)
     assert report.problems == []
     assert len(report.compared_with_gmpy2) >= 2
     return report.checked
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _reference() -> None:
-    """Compute the gmpy2 reference once, before any fault is timed."""
-    reference_digest(FAULT_SN)
+def _hold_ghost_claim(sequence_redis: redis.Redis, layout: SegmentLayout, hold_ms: int) -> None:
+    """Make tasks above GHOST_INDEX wait hold_ms for a claim nobody works on."""
+    ghost_claim(sequence_redis, layout, layout.index_of(GHOST_INDEX), hold_ms)
 
 
-def test_worker_killed_while_computing_a_segment(supervisor, http, store, sequence_redis) -> None:
+def _wait_running(http: Client, task_id: str) -> None:
+    """Wait until a task's owner has started it."""
+    wait_for(lambda: http.status(task_id)["state"] == "running", 10, "the big task running")
+
+
+def test_worker_killed_while_computing_a_segment(
+    supervisor, http, store, sequence_redis, layout
+) -> None:
     # given an empty sequence store and worker-0's claim owner id
     victim = supervisor.pid("worker:worker-0")
     owner = worker_owner(victim)
     before = store.counters()
-    with reading(sequence_redis, LAYOUT, FAULT_SN) as reader:
+    with reading(sequence_redis, layout, FAULT_SN) as reader:
         # when a 90-segment task runs and worker-0 is killed while it holds a
         # claim, i.e. between claiming a segment and storing it
         task_id = http.submit(FAULT_SN)
         others = [http.submit(sn) for sn in (30_000, 45_000, 59_000)]
-        held = _wait_computing(sequence_redis, owner)
+        held = _wait_computing(sequence_redis, layout, owner)
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         # then the task completes (the dead claim expires, its work is redone)
@@ -153,7 +151,7 @@ def test_worker_killed_while_computing_a_segment(supervisor, http, store, sequen
     _check_task_bytes(http, task_id, FAULT_SN)
     # and no reader saw a partial segment, no segment is wrong or stored twice
     assert reader.bad == [] and reader.reads > 0
-    checked = _check_stored(sequence_redis, FAULT_SN)
+    checked = _check_stored(sequence_redis, layout, FAULT_SN)
     after = store.counters()
     assert after["segments_duplicate"] == before["segments_duplicate"]
     # and supervisor started a new worker-0
@@ -170,30 +168,29 @@ def test_worker_killed_while_computing_a_segment(supervisor, http, store, sequen
     )
 
 
-def _wait_computing(sequence_redis: redis.Redis, owner: str) -> list[int]:
+def _wait_computing(sequence_redis: redis.Redis, layout: SegmentLayout, owner: str) -> list[int]:
     """Wait until `owner` holds a claim past the first few segments; return them."""
 
     def held() -> list[int]:
-        found = claims(sequence_redis, LAYOUT.segment_bytes)
+        found = claims(sequence_redis, layout.segment_bytes)
         return [j for j, o in found.items() if o == owner and j >= MID_TASK_SEGMENT]
 
     return wait_for(held, 20, f"{owner} computing a segment mid-task", step_s=0.001)
 
 
 def test_worker_frozen_beyond_session_timeout(
-    supervisor, http, store, sequence_redis, stack
+    supervisor, http, store, sequence_redis, layout, settings, stack
 ) -> None:
     # given an empty sequence store and worker-0's claim owner id
     victim = supervisor.pid("worker:worker-0")
     owner = worker_owner(victim)
     before = store.counters()
-    settings = Settings.from_env(stack.env)
     assert settings.kafka_session_timeout_ms < FREEZE_S * 1000
     assert settings.claim_lease_ms < FREEZE_S * 1000
-    with reading(sequence_redis, LAYOUT, FAULT_SN) as reader:
+    with reading(sequence_redis, layout, FAULT_SN) as reader:
         # when worker-0 is frozen (SIGSTOP) while it computes a segment of a big task
         task_id = http.submit(FAULT_SN)
-        held = _wait_computing(sequence_redis, owner)
+        held = _wait_computing(sequence_redis, layout, owner)
         os.kill(victim, signal.SIGSTOP)
         frozen_at = time.monotonic()
         try:
@@ -216,7 +213,7 @@ def test_worker_frozen_beyond_session_timeout(
         done = http.status(small_id)
         assert (done["state"], done["text_bytes"]) == ("ready", reference_text_bytes(sn))
     assert reader.bad == [] and reader.reads > 0
-    checked = _check_stored(sequence_redis, FAULT_SN)
+    checked = _check_stored(sequence_redis, layout, FAULT_SN)
     # and a late SET NX of its segment was refused (counted as a duplicate), at most once
     after = store.counters()
     duplicates = after["segments_duplicate"] - before["segments_duplicate"]
@@ -229,7 +226,7 @@ def test_worker_frozen_beyond_session_timeout(
         "the resumed worker back in the consumer group",
         step_s=0.5,
     )
-    log_tail = (ROOT / "var" / "log" / "worker-0.log").read_text()[-4000:]
+    log_tail = (VAR / "log" / "worker-0.log").read_text()[-4000:]
     record(
         "test_worker_frozen_beyond_session_timeout",
         frozen_holding_segments=held,
@@ -242,15 +239,13 @@ def test_worker_frozen_beyond_session_timeout(
 
 
 def test_kafka_killed_while_tasks_queued_and_running(
-    supervisor, http, store, sequence_redis, stack
+    supervisor, http, store, sequence_redis, layout, stack
 ) -> None:
     # given tasks that run (their owners wait for a claimed segment) and more queued behind
-    ghost_claim(sequence_redis, LAYOUT, GHOST_SEGMENT, hold_ms=20_000)
+    _hold_ghost_claim(sequence_redis, layout, hold_ms=20_000)
     sns = [FAULT_SN, 42_000, 44_000, 46_000, 48_000, 50_000, 52_000, 54_000]
     accepted = {http.submit(sn): sn for sn in sns}
-    wait_for(
-        lambda: http.status(next(iter(accepted)))["state"] == "running", 10, "the big task running"
-    )
+    _wait_running(http, next(iter(accepted)))
     # when the broker is killed (kill -9) and kept down
     killed_at = time.monotonic()
     supervisor.kill_and_hold("kafka")
@@ -274,7 +269,7 @@ def test_kafka_killed_while_tasks_queued_and_running(
         assert (done["state"], done["text_bytes"]) == ("ready", reference_text_bytes(sn, FAULT_SN))
     all_ready_s = time.monotonic() - killed_at
     _check_task_bytes(http, next(iter(accepted)), FAULT_SN)
-    checked = _check_stored(sequence_redis, FAULT_SN)
+    checked = _check_stored(sequence_redis, layout, FAULT_SN)
     record(
         "test_kafka_killed_while_tasks_queued_and_running",
         accepted=len(accepted),
@@ -296,27 +291,22 @@ def _timed_submit(base_url: str, sn: int) -> tuple[int, str, str | None, float]:
 
 @pytest.mark.parametrize("program", ["task-redis", "sequence-redis"])
 def test_redis_killed_and_held_down(
-    program, supervisor, http, store, task_redis, sequence_redis, stack
+    program, supervisor, http, store, task_redis, sequence_redis, layout, stack
 ) -> None:
     client = task_redis if program == "task-redis" else sequence_redis
     # given a finished task, its segments stored, and a task still running (a ghost claim)
     done_id = http.submit(30_000)
     ready = http.wait_ready(done_id, RECOVERY_TIMEOUT_S)
-    segments_before = _stored_segments(sequence_redis)
-    ghost_claim(sequence_redis, LAYOUT, GHOST_SEGMENT, hold_ms=8_000)
+    segments_before = _stored_segments(sequence_redis, layout)
+    _hold_ghost_claim(sequence_redis, layout, hold_ms=8_000)
     running_id = http.submit(FAULT_SN)
-    wait_for(lambda: http.status(running_id)["state"] == "running", 10, "the big task running")
+    _wait_running(http, running_id)
     time.sleep(1.5)  # past appendfsync everysec: what was written is on disk
     # when the store is killed (kill -9) and supervisor restarts it
-    victim = supervisor.pid(program)
-    os.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
-    wait_for(lambda: client.ping(), 30, f"{program} answering again", step_s=0.02)
-    restart_s = time.monotonic() - killed_at
-    assert supervisor.pid(program) != victim
+    restart_s = _kill_and_wait_restarted(supervisor, program, client)
     # then the finished task and its segments survived
     assert http.status(done_id)["text_bytes"] == ready["text_bytes"]
-    assert _stored_segments(sequence_redis) >= segments_before
+    assert _stored_segments(sequence_redis, layout) >= segments_before
     # and the running task completes by itself (workers recover)
     finished = http.wait_ready(running_id, RECOVERY_TIMEOUT_S)
     assert finished["text_bytes"] == reference_digest(FAULT_SN).size
@@ -350,8 +340,19 @@ def test_redis_killed_and_held_down(
     )
 
 
-def _stored_segments(sequence_redis: redis.Redis) -> int:
-    pattern = f"{keys.SEGMENT_PREFIX}{LAYOUT.segment_bytes}:*"
+def _kill_and_wait_restarted(supervisor: Supervisor, program: str, client: redis.Redis) -> float:
+    """Kill a Redis server with SIGKILL; return the seconds until it answers again."""
+    victim = supervisor.pid(program)
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: client.ping(), 30, f"{program} answering again", step_s=0.02)
+    restart_s = time.monotonic() - killed_at
+    assert supervisor.pid(program) != victim
+    return restart_s
+
+
+def _stored_segments(sequence_redis: redis.Redis, layout: SegmentLayout) -> int:
+    pattern = f"{keys.SEGMENT_PREFIX}{layout.segment_bytes}:*"
     return sum(1 for _ in sequence_redis.scan_iter(match=pattern, count=1000))
 
 
@@ -376,17 +377,15 @@ def _probe_api(base_url: str, task_id: str) -> dict[str, tuple[int, str, str | N
 
 
 def test_workers_join_and_leave_while_a_huge_task_runs(
-    supervisor, http, store, sequence_redis, stack
+    supervisor, http, store, sequence_redis, layout, stack
 ) -> None:
     # given a big task and others queued, all waiting for a claimed segment
-    ghost_claim(sequence_redis, LAYOUT, GHOST_SEGMENT, hold_ms=15_000)
+    _hold_ghost_claim(sequence_redis, layout, hold_ms=15_000)
     sns = [FAULT_SN, 43_000, 47_000, 51_000, 55_000, 57_000]
     accepted = {http.submit(sn): sn for sn in sns}
-    wait_for(
-        lambda: http.status(next(iter(accepted)))["state"] == "running", 10, "the big task running"
-    )
+    _wait_running(http, next(iter(accepted)))
     before = store.counters()
-    extra = _start_extra_worker(stack)
+    extra = start_worker(stack, cpu=0)
     try:
         # when a third worker joins the group
         started = time.monotonic()
@@ -410,15 +409,10 @@ def test_workers_join_and_leave_while_a_huge_task_runs(
                 reference_text_bytes(sn, FAULT_SN),
             )
     finally:
-        extra.send_signal(signal.SIGTERM)
-        try:
-            out, _ = extra.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            extra.kill()
-            out, _ = extra.communicate(timeout=10)
+        out = stop_worker(extra)
     assert extra.returncode == 0, out[-3000:]
     _check_task_bytes(http, next(iter(accepted)), FAULT_SN)
-    checked = _check_stored(sequence_redis, FAULT_SN)
+    checked = _check_stored(sequence_redis, layout, FAULT_SN)
     after = store.counters()
     assert after["segments_duplicate"] == before["segments_duplicate"]
     record(
@@ -431,97 +425,77 @@ def test_workers_join_and_leave_while_a_huge_task_runs(
     )
 
 
-def _start_extra_worker(stack) -> subprocess.Popen[str]:
-    """Run a third `python -m fibod.worker` on core 0 with the stack's settings."""
-    env = dict(os.environ)
-    env.update(stack.env)
-    env["PYTHONUNBUFFERED"] = "1"
-    return subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "fibod.worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_partition_moved_away_and_back_during_a_unit_is_read_again(
-    stack, store, sequence_redis
+    stack, settings, store, sequence_redis, layout, task_store
 ) -> None:
     """Regression: librdkafka kept a revoked partition paused when it came back."""
-    # given a worker of its own group on a 2-partition topic of its own, busy with a
-    # unit (both partitions paused) that waits for a ghost-claimed segment
-    settings = Settings.from_env(stack.env)
-    suffix = uuid.uuid4().hex[:8]
-    topic, group = f"fibod.test-moved-{suffix}", f"fibod-test-moved-{suffix}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=30)
-    on_topic = dataclasses.replace(settings, task_topic=topic, task_partitions=2)
-    env = dict(os.environ) | stack.env
-    env |= {"FIBOD_TASK_TOPIC": topic, "FIBOD_TASK_PARTITIONS": "2", "FIBOD_WORKER_GROUP": group}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fibod.worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    with own_topic(settings, "moved", partitions=2) as (topic, group):
+        # given a worker of its own group on a 2-partition topic of its own
+        on_topic = dataclasses.replace(settings, task_topic=topic, task_partitions=2)
+        env = {"FIBOD_TASK_TOPIC": topic, "FIBOD_TASK_PARTITIONS": "2", "FIBOD_WORKER_GROUP": group}
+        worker = start_worker(stack, env)
+        member = f"fibod-worker-{worker.pid}"
+        publisher = TaskPublisher.from_settings(on_topic, "fibod-test-moved")
+        try:
+            _wait_assigned_both(settings, group, member, "the worker assigned both partitions")
+            # and busy with a unit (both partitions paused) that waits for a ghost-claimed segment
+            ghost_claim(sequence_redis, layout, 1, hold_ms=6_000)
+            busy = task_store.create(7_000)  # segments 0 and 1
+            publisher.publish(QueueMessage(KIND_TASK, busy.id, busy.sn), 0)
+            wait_for(
+                lambda: _state(task_store, busy.id) is TaskState.RUNNING, 10, "the unit running"
+            )
+            # when another member takes one partition away and then leaves again
+            _take_one_partition_and_leave(settings, topic, group)
+            _wait_assigned_both(settings, group, member, "both partitions back with the worker")
+            assert wait_for(
+                lambda: _state(task_store, busy.id) is TaskState.READY, 30, "the busy task ready"
+            )
+            # then a task queued on each partition afterwards is read and completed
+            later = []
+            for partition in (0, 1):
+                task = task_store.create(50 + partition)
+                publisher.publish(QueueMessage(KIND_TASK, task.id, task.sn), partition)
+                later.append(task.id)
+            for task_id in later:
+                wait_for(
+                    lambda task_id=task_id: _state(task_store, task_id) is TaskState.READY,
+                    20,
+                    f"task {task_id} read from its partition",
+                )
+        finally:
+            publisher.close()
+            out = stop_worker(worker)
+    assert worker.returncode == 0, out[-3000:]
+
+
+def _state(tasks: TaskStore, task_id: str) -> TaskState | None:
+    task = tasks.get(task_id)
+    return task.state if task is not None else None
+
+
+def _wait_assigned_both(settings: Settings, group: str, member: str, what: str) -> None:
+    """Wait until `member` holds partitions 0 and 1 of its group's topic."""
+    wait_for(
+        lambda: group_members(settings.kafka_bootstrap, group).get(member) == [0, 1],
+        30,
+        what,
+        step_s=0.2,
     )
-    member = f"fibod-worker-{worker.pid}"
-    tasks = TaskStore(connect(settings.task_redis_url, settings, decode=True), 600)
-    publisher = TaskPublisher.from_settings(on_topic, "fibod-test-moved")
-    other: Consumer | None = None
+
+
+def _take_one_partition_and_leave(settings: Settings, topic: str, group: str) -> None:
+    """Join the group as a second member until it has a partition, then leave."""
+    other = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+        }
+    )
     try:
-        wait_for(
-            lambda: group_members(settings.kafka_bootstrap, group).get(member) == [0, 1],
-            30,
-            "the worker assigned both partitions",
-            step_s=0.2,
-        )
-        ghost_claim(sequence_redis, LAYOUT, 1, hold_ms=6_000)
-        busy = tasks.create(7_000)  # segments 0 and 1
-        publisher.publish(QueueMessage(KIND_TASK, busy.id, busy.sn), 0)
-        wait_for(lambda: tasks.get(busy.id).state is TaskState.RUNNING, 10, "the unit running")
-        # when another member takes one partition away and then leaves again
-        other = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": group,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "enable.auto.commit": False,
-            }
-        )
         other.subscribe([topic])
         wait_for(lambda: other.poll(0.2) is None and len(other.assignment()) == 1, 30, "a move")
-        other.close()
-        other = None
-        wait_for(
-            lambda: group_members(settings.kafka_bootstrap, group).get(member) == [0, 1],
-            30,
-            "both partitions back with the worker",
-            step_s=0.2,
-        )
-        assert wait_for(
-            lambda: tasks.get(busy.id).state is TaskState.READY, 30, "the busy task ready"
-        )
-        # then a task queued on each partition afterwards is read and completed
-        later = []
-        for partition in (0, 1):
-            task = tasks.create(50 + partition)
-            publisher.publish(QueueMessage(KIND_TASK, task.id, task.sn), partition)
-            later.append(task.id)
-        for task_id in later:
-            wait_for(
-                lambda task_id=task_id: tasks.get(task_id).state is TaskState.READY,
-                20,
-                f"task {task_id} read from its partition",
-            )
     finally:
-        if other is not None:
-            other.close()
-        publisher.close()
-        worker.terminate()
-        out, _ = worker.communicate(timeout=40)
-        admin.delete_topics([topic])
-    assert worker.returncode == 0, out[-3000:]
+        other.close()

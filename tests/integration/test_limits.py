@@ -10,25 +10,18 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 import requests
-from clients import Client, raw_get
 
 from fibod import keys
+from tests.integration.clients import raw_get
+from tests.integration.stack import VAR
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def http(stack) -> Iterator[Client]:
-    with Client(stack.base_url) as client:
-        yield client
 
 
 def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis) -> None:
@@ -63,9 +56,7 @@ def test_redis_refuses_clients_without_the_password(stack, url_field: str) -> No
 
 def _stack_pids() -> set[int]:
     """Pids of supervisord and every process below it."""
-    root = int(
-        (Path(__file__).resolve().parents[2] / "var" / "run" / "supervisord.pid").read_text()
-    )
+    root = int((VAR / "run" / "supervisord.pid").read_text())
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -107,7 +98,7 @@ def test_every_service_listens_on_loopback_only(stack) -> None:
 
 def test_nginx_rate_limit_answers_429_beyond_the_burst(stack) -> None:
     # given one client address (its own, so other tests keep their allowance)
-    host, port = urlsplit(stack.base_url).hostname, urlsplit(stack.base_url).port
+    host, port = stack.address()
     burst = int(stack.env.get("FIBOD_RATE_BURST", "400"))
 
     def hammer(_: int) -> list[tuple[int, str, str | None]]:

@@ -7,42 +7,17 @@ part is mocked. Byte checks compare with plain Python ints and str().
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
-from clients import Client, reference
 
-from fibod import keys
-from fibod.config import Settings
-from fibod.segments import OVERHEAD_BYTES, SegmentLayout, read_header, segment_numbers
-from fibod.sequences import SequenceStore
+from tests.integration.clients import Client
+from tests.reference import binary_body_numbers, reference_text
 
 pytestmark = pytest.mark.integration
 
 #: Spans 10 default (2 MiB) segments, ~42 MB of text.
 BIG_SN = 20_000
-LAYOUT = SegmentLayout(Settings().segment_bytes)
-
-
-@pytest.fixture
-def http(stack) -> Iterator[Client]:
-    with Client(stack.base_url) as client:
-        yield client
-
-
-class StoreProbe(SequenceStore):
-    """The real sequence store plus what tests do to it (evict one segment)."""
-
-    def delete_segment(self, j: int) -> None:
-        self._redis.delete(keys.segment_key(self.layout.segment_bytes, j))
-
-
-@pytest.fixture
-def sequence_store(stack, sequence_redis: redis.Redis) -> StoreProbe:
-    assert Settings.from_env(stack.env).segment_bytes == LAYOUT.segment_bytes
-    return StoreProbe(sequence_redis, LAYOUT)
 
 
 @pytest.mark.parametrize("sn", [0, 1, 2, 10, 1000])
@@ -53,8 +28,8 @@ def test_small_sequences_end_to_end(http, sn: int) -> None:
     resp = http.fetch(task_id)
     # then the body is 0x00 and exactly F(0)..F(sn-1), each followed by a space
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(sn)
-    assert int(resp.headers["Content-Length"]) == 1 + len(reference(sn))
+    assert resp.content == b"\x00" + reference_text(0, sn)
+    assert int(resp.headers["Content-Length"]) == 1 + len(reference_text(0, sn))
 
 
 def test_many_segments_cold_and_both_url_forms(http, sequence_store) -> None:
@@ -65,7 +40,7 @@ def test_many_segments_cold_and_both_url_forms(http, sequence_store) -> None:
     resp = http.fetch(task_id)
     # then the whole body matches the reference byte for byte
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(BIG_SN)
+    assert resp.content == b"\x00" + reference_text(0, BIG_SN)
     # and the original path form streams the same bytes
     again = http.get_path(f"/myapp/fibotask/id={task_id}")
     assert again.status_code == 200
@@ -91,10 +66,12 @@ def test_original_client_flow(http) -> None:
         assert got.status_code == 202 and "Retry-After" in got.headers
         time.sleep(0.05)
     # then the rest is the sequence
-    assert got.content[1:] == reference(3000)
+    assert got.content[1:] == reference_text(0, 3000)
 
 
-def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequence_store) -> None:
+def test_concurrent_overlapping_requests_compute_each_segment_once(
+    stack, sequence_store, layout
+) -> None:
     # given an empty store and clients asking for the same and overlapping ranges at once
     sequence_store.clear()
     before = sequence_store.counters()
@@ -109,14 +86,14 @@ def test_concurrent_overlapping_requests_compute_each_segment_once(stack, sequen
         bodies = list(pool.map(client, sns))
     # then every answer is right
     for sn, body in zip(sns, bodies, strict=True):
-        assert body == b"\x00" + reference(sn)
+        assert body == b"\x00" + reference_text(0, sn)
     # and each needed segment was computed exactly once, across all workers
     after = sequence_store.counters()
-    assert after["segments_computed"] - before["segments_computed"] == len(LAYOUT.covering(BIG_SN))
+    assert after["segments_computed"] - before["segments_computed"] == len(layout.covering(BIG_SN))
     assert after["segments_duplicate"] == before["segments_duplicate"]
 
 
-def test_stored_prefix_is_reused(http, sequence_store) -> None:
+def test_stored_prefix_is_reused(http, sequence_store, layout) -> None:
     # given the first BIG_SN numbers stored
     sequence_store.clear()
     assert http.fetch(http.submit(BIG_SN)).content[:1] == b"\x00"
@@ -126,48 +103,36 @@ def test_stored_prefix_is_reused(http, sequence_store) -> None:
     resp = http.fetch(http.submit(longer))
     # then the stored segments were reused and only the new ones computed
     after = sequence_store.counters()
-    stored, needed = len(LAYOUT.covering(BIG_SN)), len(LAYOUT.covering(longer))
+    stored, needed = len(layout.covering(BIG_SN)), len(layout.covering(longer))
     assert after["segments_reused"] - before["segments_reused"] == stored
     assert after["segments_computed"] - before["segments_computed"] == needed - stored
-    assert resp.content[: 1 + len(reference(BIG_SN))] == b"\x00" + reference(BIG_SN)
+    assert resp.content[: 1 + len(reference_text(0, BIG_SN))] == b"\x00" + reference_text(0, BIG_SN)
     assert int(resp.headers["Content-Length"]) == len(resp.content)
 
 
 def test_formats_lines_and_binary(http) -> None:
     task_id = http.submit(5000)
     lines = http.fetch(task_id, format="lines")
-    assert lines.content == b"\x00" + reference(5000, "\n")
+    assert lines.content == b"\x00" + reference_text(0, 5000, "\n")
     binary = http.fetch(task_id, format="binary")
     assert binary.status_code == 200
     assert binary.headers["Content-Type"] == "application/octet-stream"
-    numbers = _binary_numbers(binary.content[1:])
-    assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference(5000)
+    numbers = binary_body_numbers(binary.content[1:])
+    assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference_text(0, 5000)
 
 
-def _binary_numbers(data: bytes) -> list[int]:
-    """Split concatenated segments and decode them in order."""
-    numbers: list[int] = []
-    pos = 0
-    while pos < len(data):
-        payload_bytes = int.from_bytes(data[pos + 20 : pos + 24], "little")
-        end = pos + OVERHEAD_BYTES + payload_bytes
-        header = read_header(data[pos:end])
-        assert header.start == len(numbers)
-        numbers += segment_numbers(data[pos:end])
-        pos = end
-    return numbers
-
-
-def test_evicted_segment_is_recomputed_on_fetch(http, sequence_store) -> None:
+def test_evicted_segment_is_recomputed_on_fetch(
+    http, sequence_store, sequence_redis, layout
+) -> None:
     # given a ready task whose middle segment was evicted from the store
     task_id = http.submit(12_000)
     assert http.fetch(task_id).content[:1] == b"\x00"
-    sequence_store.delete_segment(LAYOUT.index_of(9_000))
+    sequence_redis.delete(sequence_store.key(layout.index_of(9_000)))
     # when it is fetched without waiting, then it is pending again
     quick = http.get_path("/myapp/fibotask", params={"id": task_id})
     assert quick.content[:1] == b"\x01"
     # and a long-poll gets the full, right sequence after recomputation
-    assert http.fetch(task_id).content == b"\x00" + reference(12_000)
+    assert http.fetch(task_id).content == b"\x00" + reference_text(0, 12_000)
 
 
 @pytest.mark.parametrize(
@@ -211,4 +176,4 @@ def test_path_form_takes_options_after_ampersand(http) -> None:
     resp = http.get_path(f"/myapp/fibotask/id={task_id}&wait=20&format=lines")
     # then the options apply as they do in the query form
     assert resp.status_code == 200
-    assert resp.content == b"\x00" + reference(12, "\n")
+    assert resp.content == b"\x00" + reference_text(0, 12, "\n")

@@ -21,10 +21,11 @@ from collections import Counter
 
 import pytest
 import schemathesis
-from faults import record
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from tests.integration.faults import record
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,53 @@
+"""The HTTP contract the web apps share: routes, status bytes, headers.
+
+docs/API.md describes these to clients; the submit, fetch and VIP apps
+take them from here, so no app imports another app for them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only typed against: the contract itself needs no falcon
+    import falcon
+
+#: Submit: GET /myapp/fibo?sn=N.
+SUBMIT_PATH = "/myapp/fibo"
+#: Fetch, query form: GET /myapp/fibotask?id=<id>.
+FETCH_PATH = "/myapp/fibotask"
+#: Fetch, the original path form: GET /myapp/fibotask/id=<id>.
+FETCH_ID_PATH = FETCH_PATH + "/id={task_id}"
+#: Task status as JSON: GET /myapp/tasks/<id>.
+STATUS_PREFIX = "/myapp/tasks/"
+STATUS_PATH = STATUS_PREFIX + "{task_id}"
+#: The VIP sync path: GET /myapp/vip/fibo?sn=N with an API key.
+VIP_PATH = "/myapp/vip/fibo"
+#: The API description.
+OPENAPI_PATH = "/openapi.yaml"
+
+#: First byte of a fetch body: the task's status (docs/API.md).
+READY = b"\x00"
+PENDING = b"\x01"
+FAILED = b"\x02"
+EXPIRED = b"\x03"
+
+#: Header of a pending answer: numbers stored so far, "<done>/<sn>".
+PROGRESS_HEADER = "X-Fibod-Progress"
+
+
+def task_links(task_id: str) -> dict[str, str]:
+    """Return the URLs where a task's status and result are found."""
+    return {
+        "status_url": STATUS_PREFIX + task_id,
+        "result_url": f"{FETCH_PATH}?id={task_id}",
+    }
+
+
+def set_stream_headers(resp: falcon.Response) -> None:
+    """Mark a response as a ready sequence that nginx must not buffer.
+
+    Bodies run to gigabytes: buffered, nginx would spool them to disk
+    before the client saw a byte.
+    """
+    resp.set_header("X-Accel-Buffering", "no")
+    resp.set_header("X-Fibod-State", "ready")

@@ -1,0 +1,1 @@
+"""fibod's tests: a package, so every test imports `tests.reference` alike."""

@@ -1,0 +1,1 @@
+"""Tests against the real stack (Kafka, Redis, nginx), started by scripts/up.sh."""

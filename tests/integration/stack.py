@@ -1,0 +1,198 @@
+"""Where the running stack is, and how tests drive its processes.
+
+`Stack` describes what `scripts/up.sh` started (from its effective
+settings file); `Supervisor` drives its supervisord (stop, start, pids,
+wait until RUNNING), and `restore` brings every program back, so a test
+that stopped, killed or froze one leaves the stack healthy even when it
+fails. `start_worker` runs one more worker beside supervisor's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR = ROOT / "var"
+#: The settings `scripts/up.sh` started the stack with.
+EFFECTIVE_ENV_FILE = VAR / "conf" / "fibod.env"
+SV_CONF = ROOT / "supervisord.conf"
+SUPERVISORCTL = ROOT / ".venv" / "bin" / "supervisorctl"
+#: Longest wait for a program to be RUNNING again (Kafka needs ~5-10 s).
+RESTORE_TIMEOUT_S = 90
+#: Longest an extra worker may take to drain after SIGTERM.
+WORKER_STOP_TIMEOUT_S = 40
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the running stack listens, read from var/conf/fibod.env."""
+
+    base_url: str
+    task_redis_url: str
+    sequence_redis_url: str
+    redis_password: str
+    kafka_bootstrap: str
+    task_topic: str
+    task_partitions: int
+    #: Every effective FIBOD_* setting, for what the fields above lack.
+    env: dict[str, str]
+
+    def address(self) -> tuple[str, int]:
+        """Return host and port of the base URL, for raw sockets."""
+        parts = urlsplit(self.base_url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float = 0.05) -> T:
+    """Call check until it returns a truthy value; fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = check()
+        except Exception as exc:
+            last_error, value = exc, None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{what}: not reached in {timeout_s} s (last error: {last_error!r})"
+            )
+        time.sleep(step_s)
+
+
+class Supervisor:
+    """The stack's supervisord, through supervisorctl."""
+
+    def ctl(self, *args: str, timeout_s: float = 120) -> str:
+        """Run supervisorctl; return its output (exit status is not checked)."""
+        result = subprocess.run(
+            [str(SUPERVISORCTL), "-c", str(SV_CONF), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+    def states(self) -> dict[str, str]:
+        """Return program name -> state (RUNNING, STOPPED, BACKOFF, ...)."""
+        out: dict[str, str] = {}
+        for line in self.ctl("status").splitlines():
+            words = line.split()
+            if len(words) >= 2:
+                out[words[0]] = words[1]
+        return out
+
+    def pid(self, name: str) -> int:
+        """Return the pid of a RUNNING program; fail if it has none."""
+        text = self.ctl("pid", name).strip()
+        assert text.isdigit() and int(text) > 0, f"{name} has no pid: {text!r}"
+        return int(text)
+
+    def pids(self, prefix: str) -> list[int]:
+        """Return the pids of the RUNNING programs whose name starts with prefix."""
+        return [
+            int(words[3].rstrip(","))
+            for words in (line.split() for line in self.ctl("status").splitlines())
+            if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
+        ]
+
+    def stop(self, name: str) -> None:
+        """Stop a program (TERM, then KILL after its stopwaitsecs)."""
+        self.ctl("stop", name)
+
+    def start(self, name: str) -> None:
+        """Start a program; supervisorctl waits for its startsecs."""
+        self.ctl("start", name)
+
+    def wait_running(self, names: Iterable[str], timeout_s: float = RESTORE_TIMEOUT_S) -> None:
+        """Wait until every named program is RUNNING."""
+        wanted = list(names)
+        wait_for(
+            lambda: all(self.states().get(n) == "RUNNING" for n in wanted),
+            timeout_s,
+            f"programs RUNNING: {wanted} (now {self.states()})",
+            step_s=0.2,
+        )
+
+    def kill_and_hold(self, name: str) -> int:
+        """Kill a program with SIGKILL and keep it down; return the killed pid.
+
+        Supervisor restarts a killed program at once (autorestart), so the
+        process it started is stopped too, with SIGKILL: a JVM still
+        starting up would hold a TERM for its whole stopwaitsecs.
+        """
+        victim = self.pid(name)
+        os.kill(victim, signal.SIGKILL)
+        stopper = threading.Thread(target=self.stop, args=(name,), daemon=True)
+        stopper.start()
+        deadline = time.monotonic() + 30
+        while stopper.is_alive() and time.monotonic() < deadline:
+            text = self.ctl("pid", name).strip()
+            if text.isdigit() and int(text) not in (0, victim):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(text), signal.SIGKILL)
+            stopper.join(0.2)
+        assert self.states().get(name) == "STOPPED", self.states()
+        return victim
+
+    def restore(self) -> None:
+        """Continue frozen programs, start stopped ones, wait for all."""
+        states = self.states()
+        for name, state in states.items():
+            if state == "RUNNING":
+                with contextlib.suppress(AssertionError, ProcessLookupError):
+                    os.kill(self.pid(name), signal.SIGCONT)
+            elif state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
+                self.start(name)
+        self.wait_running(states)
+
+
+def start_worker(
+    stack: Stack, env: dict[str, str] | None = None, cpu: int | None = None
+) -> subprocess.Popen[str]:
+    """Run one more `python -m fibod.worker` on the stack's settings.
+
+    `env` overrides FIBOD_* settings (a topic or group of the test's own);
+    `cpu` pins it to one core. Output (stdout and stderr) is kept for the test.
+    """
+    command = [sys.executable, "-m", "fibod.worker"]
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=os.environ | stack.env | (env or {}) | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_worker(worker: subprocess.Popen[str]) -> str:
+    """Stop a worker with one SIGTERM (it drains); return its output.
+
+    A worker still there after WORKER_STOP_TIMEOUT_S is killed, and its
+    exit status then says so.
+    """
+    worker.send_signal(signal.SIGTERM)
+    try:
+        out, _ = worker.communicate(timeout=WORKER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        out, _ = worker.communicate(timeout=10)
+    return out
