@@ -41,10 +41,6 @@ class StoreAuthError(UnavailableError):
     exit_code = 77  # EX_NOPERM
 
 
-class SegmentVanishedError(UnavailableError):
-    """A segment disappeared while its task was being streamed."""
-
-
 class SegmentError(FibodError, ValueError):
     """A stored segment is truncated, corrupted or not a fibod segment."""
 

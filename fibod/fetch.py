@@ -10,21 +10,20 @@ GET /myapp/tasks/<id> answers the task as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Protocol
 
 import falcon
 
-from fibod import planner
+from fibod import keys, lengths, planner
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
-from fibod.errors import ExpiredError, SegmentError, SegmentVanishedError, UnavailableError
+from fibod.errors import ExpiredError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
-from fibod.kernel import get_kernel
+from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
 from fibod.params import parse_format, parse_wait, query_params, single
@@ -41,8 +40,15 @@ from fibod.protocol import (
     set_stream_headers,
     task_links,
 )
-from fibod.queue import KIND_TASK, Publisher, QueueMessage
-from fibod.segments import SegmentLayout, read_header, segment_text, validate_segment
+from fibod.segments import (
+    OVERHEAD_BYTES,
+    SegmentHeader,
+    SegmentLayout,
+    encode_segment,
+    payload_of,
+    read_header,
+    validate_segment,
+)
 from fibod.tasks import Task, TaskState, parse_task_id
 
 log = logging.getLogger("fibod.fetch")
@@ -59,19 +65,17 @@ class TaskReader(Protocol):
 
     def lookup(self, task_id: str) -> Task: ...
 
-    def requeue(self, task_id: str) -> bool: ...
-
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool: ...
-
 
 class SegmentReader(Protocol):
     """The part of the sequence store the fetch app uses."""
 
     layout: SegmentLayout
 
-    def sizes(self, js: Sequence[int]) -> list[int]: ...
-
     def get(self, j: int) -> bytes | None: ...
+
+    def discard(self, j: int, segment: bytes) -> bool: ...
+
+    def count(self, **deltas: int) -> None: ...
 
 
 class FetchResource:
@@ -82,14 +86,12 @@ class FetchResource:
         settings: Settings,
         tasks: TaskReader,
         sequences: SegmentReader,
-        publisher: Publisher,
         readahead: ThreadPoolExecutor,
     ) -> None:
         self._settings = settings
         self._tasks = tasks
         self._sequences = sequences
         self._layout = sequences.layout
-        self._publisher = publisher
         self._readahead = readahead
 
     def on_get(
@@ -123,9 +125,8 @@ class FetchResource:
                 self._answer(resp, falcon.HTTP_410, EXPIRED, str(exc))
                 return
             if task.state is TaskState.READY:
-                if self._send_ready(resp, task, fmt):
-                    return
-                task = replace(task, state=TaskState.QUEUED, done=0)  # re-queued
+                self._send_ready(resp, task, fmt)
+                return
             if task.state is TaskState.FAILED:
                 self._answer(resp, falcon.HTTP_500, FAILED, task.error or "failed")
                 return
@@ -136,83 +137,90 @@ class FetchResource:
             time.sleep(min(step, remaining))
             step = min(step * 2, WAIT_MAX_STEP_S)
 
-    def _send_ready(self, resp: falcon.Response, task: Task, fmt: str) -> bool:
-        """Stream a ready task; False if a segment is gone (re-queued)."""
+    def _send_ready(self, resp: falcon.Response, task: Task, fmt: str) -> None:
+        """Stream a ready task; its length is known without reading a segment."""
         js = planner.task_segments(self._layout, task.sn)
-        sizes = self._sequences.sizes(js)
-        if not all(sizes):
-            self._requeue(task)
-            return False
         resp.status = falcon.HTTP_200
         set_stream_headers(resp)
         if fmt == "binary":
             resp.content_type = "application/octet-stream"
-            resp.content_length = 1 + sum(sizes)
+            resp.content_length = 1 + sum(
+                OVERHEAD_BYTES + lengths.payload_bytes(*self._layout.bounds(j)) for j in js
+            )
         else:
             resp.content_type = TEXT
-            if task.text_bytes is not None:
-                resp.content_length = 1 + task.text_bytes
+            resp.content_length = 1 + lengths.text_bytes(0, task.sn)
         resp.stream = self._stream(js, task.sn, fmt)
-        return True
-
-    def _requeue(self, task: Task) -> None:
-        """Compute evicted segments again: queue the task once more."""
-        if not self._tasks.requeue(task.id):
-            return  # another request re-queued it already
-        log.info("task %s lost segments: re-queued", task.id)
-        try:
-            self._publisher.publish(QueueMessage(KIND_TASK, task.id, task.sn))
-        except UnavailableError:
-            # leave it ready, so the next fetch tries again
-            self._tasks.mark_ready(task.id, task.sn, task.text_bytes or 0)
-            raise
 
     def _stream(self, js: list[int], sn: int, fmt: str) -> Iterator[bytes]:
-        """Yield the status byte and the body, one large block at a time."""
+        """Yield the status byte and the body, one segment at a time."""
         kernel = get_kernel()
         sep = FORMATS[fmt]
-        head = READY
         pending: Future[bytes | None] | None = None
         try:
+            yield READY
             if js:
-                pending = self._readahead.submit(self._sequences.get, js[0])
+                pending = self._readahead.submit(self._read, js[0])
             for i, j in enumerate(js):
                 assert pending is not None
-                segment = pending.result()
+                stored = pending.result()
                 pending = None
                 if i + 1 < len(js):  # read the next one while this one renders
-                    pending = self._readahead.submit(self._sequences.get, js[i + 1])
-                start, count = self._checked_bounds(j, segment)
-                assert segment is not None
+                    pending = self._readahead.submit(self._read, js[i + 1])
+                segment, header = self._usable(j, stored, kernel)
                 if fmt == "binary":
-                    validate_segment(segment, kernel)
-                    if head:
-                        yield head
-                        head = b""
                     yield segment
-                    continue
-                if head:
-                    yield head
-                    head = b""
-                # one fresh buffer per segment (a few MB): handed to the
-                # socket as is, no copy per block
-                yield segment_text(segment, min(count, sn - start), sep, kernel)
-            if head:
-                yield head
+                else:
+                    # one fresh buffer per segment (a few MB): handed to the
+                    # socket as is, no copy per block
+                    wanted = min(header.count, sn - header.start)
+                    yield kernel.payload_text(payload_of(segment, header), wanted, sep)
         finally:
             if pending is not None:
                 pending.cancel()
             release_free_memory()  # a finished stream leaves no peak RSS behind
 
-    def _checked_bounds(self, j: int, segment: bytes | None) -> tuple[int, int]:
-        if segment is None:
-            log.error("segment %d vanished mid-stream: aborting the response", j)
-            raise SegmentVanishedError(f"segment {j} vanished while streaming")
+    def _read(self, j: int) -> bytes | None:
+        """Read segment j; a store that cannot answer counts as not having it."""
+        try:
+            return self._sequences.get(j)
+        except UnavailableError as exc:
+            log.warning("segment %d unreadable, computing it instead: %s", j, exc)
+            return None
+
+    def _usable(self, j: int, stored: bytes | None, kernel: Kernel) -> tuple[bytes, SegmentHeader]:
+        """Return segment j checked, or computed again where it is gone or damaged.
+
+        The kernel renders a segment faster than Redis sends one, so a
+        segment evicted, flushed, lost in a failover or vanished since the
+        task was marked ready costs a few ms here, never a failed answer.
+        A damaged one is deleted (if still the same bytes) and counted.
+        """
         start, count = self._layout.bounds(j)
-        header = read_header(segment)
-        if (header.start, header.count) != (start, count):
-            raise SegmentError(f"segment {j} holds F({header.start})+{header.count}")
-        return start, count
+        if stored is not None:
+            try:
+                header = validate_segment(stored, kernel)
+                if (header.start, header.count) != (start, count):
+                    raise SegmentError(f"holds F({header.start})+{header.count}")
+                return stored, header
+            except SegmentError as exc:
+                log.error("segment %d is damaged (%s): deleting and computing it again", j, exc)
+                self._note(keys.STAT_SEGMENTS_REPAIRED)
+                self._discard(j, stored)
+        else:
+            self._note(keys.STAT_SEGMENTS_REGENERATED)
+        segment = encode_segment(start, count, kernel)
+        return segment, read_header(segment)
+
+    def _note(self, counter: str) -> None:
+        with contextlib.suppress(UnavailableError):  # a counter is not worth a failed stream
+            self._sequences.count(**{counter: 1})
+
+    def _discard(self, j: int, segment: bytes) -> None:
+        try:
+            self._sequences.discard(j, segment)
+        except UnavailableError as exc:
+            log.warning("could not delete damaged segment %d: %s", j, exc)
 
     def _answer_pending(self, resp: falcon.Response, task: Task) -> None:
         resp.retry_after = self._settings.retry_after_s
@@ -243,13 +251,12 @@ def create_app(
     settings: Settings,
     tasks: TaskReader,
     sequences: SegmentReader,
-    publisher: Publisher,
     readahead: ThreadPoolExecutor | None = None,
 ) -> falcon.App:
     """Build the fetch app from its parts."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     pool = readahead or ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="readahead")
-    fetch = FetchResource(settings, tasks, sequences, publisher, pool)
+    fetch = FetchResource(settings, tasks, sequences, pool)
     app.add_route(FETCH_PATH, fetch)
     app.add_route(FETCH_ID_PATH, fetch)
     app.add_route(STATUS_PATH, TaskStatusResource(tasks))
@@ -259,7 +266,6 @@ def create_app(
 
 def get_app() -> falcon.App:
     """Build the fetch app on the real stores and Kafka (gunicorn)."""
-    from fibod.queue import TaskPublisher
     from fibod.sequences import SequenceStore
     from fibod.tasks import TaskStore
 
@@ -267,5 +273,4 @@ def get_app() -> falcon.App:
     configure_logging(settings)
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    publisher = TaskPublisher.from_settings(settings, f"fibod-fetch-{os.getpid()}")
-    return create_app(settings, tasks, sequences, publisher)
+    return create_app(settings, tasks, sequences)

@@ -23,11 +23,17 @@ STAT_SEGMENTS_COMPUTED = "segments_computed"
 STAT_SEGMENTS_REUSED = "segments_reused"
 STAT_SEGMENTS_DUPLICATE = "segments_duplicate"
 STAT_TASKS_COMPLETED = "tasks_completed"
+#: Segments a fetch found missing and computed again to stream on.
+STAT_SEGMENTS_REGENERATED = "segments_regenerated"
+#: Segments a fetch found damaged, deleted and computed again.
+STAT_SEGMENTS_REPAIRED = "segments_repaired"
 STAT_FIELDS = (
     STAT_SEGMENTS_COMPUTED,
     STAT_SEGMENTS_REUSED,
     STAT_SEGMENTS_DUPLICATE,
     STAT_TASKS_COMPLETED,
+    STAT_SEGMENTS_REGENERATED,
+    STAT_SEGMENTS_REPAIRED,
 )
 
 

@@ -103,23 +103,6 @@ def validate_segment(segment: bytes | memoryview, kernel: Kernel | None = None) 
     return header
 
 
-def segment_text(
-    segment: bytes | memoryview,
-    count: int | None = None,
-    sep: bytes = b" ",
-    kernel: Kernel | None = None,
-) -> bytes:
-    """Validate a segment; return its first `count` numbers as one bytes.
-
-    For streaming whole segments: a fresh object per segment (a few MB)
-    is handed to the socket as is, without a copy per block.
-    """
-    kern = kernel or get_kernel()
-    header = validate_segment(segment, kern)
-    wanted = header.count if count is None else min(count, header.count)
-    return kern.payload_text(payload_of(segment, header), wanted, sep)
-
-
 class SegmentLayout:
     """Which index range each segment covers, for a target segment size.
 

@@ -15,20 +15,23 @@ import redis
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.errors import SegmentError
-from fibod.kernel import get_kernel
 from fibod.redis_client import connect, store_call
 from fibod.segments import (
-    HEADER,
-    HEADER_BYTES,
-    SegmentHeader,
     SegmentLayout,
-    payload_of,
-    read_header,
 )
 
 _STORE = "sequence store"
 _SCAN_COUNT = 1000
+
+# Delete a damaged segment only if nobody replaced it meanwhile.
+DISCARD_SEGMENT_LUA = """
+-- KEYS[1]: segment key. ARGV[1]: the damaged bytes read before.
+-- Returns 1 if deleted, 0 if absent or replaced.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 # Delete a claim only while this worker still holds it: an expired claim
 # may already belong to another worker.
@@ -69,6 +72,7 @@ class SequenceStore:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
         self._release = client.register_script(RELEASE_CLAIM_LUA)
+        self._discard = client.register_script(DISCARD_SEGMENT_LUA)
 
     def key(self, j: int) -> str:
         """Name segment j in this layout."""
@@ -97,22 +101,9 @@ class SequenceStore:
         return [j for j, size in zip(js, self.sizes(js), strict=True) if size == 0]
 
     @store_call(_STORE)
-    def text_bytes(self, js: Sequence[int], sn: int) -> int | None:
-        """Return the text length of F(0..sn-1) held by js, None if any is gone.
-
-        Reads only the 32-byte headers of full segments, and the last
-        segment whole when sn ends inside it.
-        """
-        if not js:
-            return 0
-        with self._redis.pipeline(transaction=False) as pipe:
-            for j in js[:-1]:
-                pipe.getrange(self.key(j), 0, HEADER_BYTES - 1)
-            pipe.get(self.key(js[-1]))
-            parts = pipe.execute()
-        if any(not part for part in parts):
-            return None
-        return text_bytes_from_segments(self.layout, js, parts[:-1], parts[-1], sn)
+    def discard(self, j: int, segment: bytes) -> bool:
+        """Delete segment j if it still holds these (damaged) bytes."""
+        return bool(self._discard(keys=[self.key(j)], args=[segment]))
 
     @store_call(_STORE)
     def claim(self, j: int, owner: str, lease_ms: int) -> bool:
@@ -204,32 +195,3 @@ class SequenceStore:
         if batch:
             deleted += int(self._redis.unlink(*batch))
         return deleted
-
-
-def text_bytes_from_segments(
-    layout: SegmentLayout, js: Sequence[int], heads: Sequence[bytes], last: bytes, sn: int
-) -> int:
-    """Return the text length of F(0..sn-1) from the segments js that hold it.
-
-    `heads` are the headers of every segment but the last: a full
-    segment's length as text is in its header. The last one comes whole,
-    since sn usually ends inside it and only its payload says how many
-    digits its first numbers have. The store and its in-memory twin
-    (fibod/testing.py) both count this way.
-    """
-    total = 0
-    for j, head in zip(js[:-1], heads, strict=True):
-        total += _header_of(head, *layout.bounds(j)).text_bytes
-    header = read_header(last)
-    wanted = min(header.count, sn - header.start)
-    return total + get_kernel().prefix_digits(payload_of(last, header), wanted) + wanted
-
-
-def _header_of(head: bytes, start: int, count: int) -> SegmentHeader:
-    """Parse a header read alone, checking it is the segment expected."""
-    _, _, _, _, h_start, h_count, payload_bytes, digits = HEADER.unpack_from(head)
-    if (h_start, h_count) != (start, count):
-        raise SegmentError(
-            f"stored segment holds F({h_start})+{h_count}, expected F({start})+{count}"
-        )
-    return SegmentHeader(h_start, h_count, payload_bytes, digits)

@@ -17,8 +17,7 @@ from confluent_kafka import Message, TopicPartition
 
 from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
-from fibod.segments import HEADER_BYTES, SegmentLayout
-from fibod.sequences import text_bytes_from_segments
+from fibod.segments import SegmentLayout
 from fibod.tasks import Task, TaskState, absent_task_error, new_task
 from fibod.worker import RebalanceCallback
 
@@ -67,13 +66,11 @@ class MemorySequenceStore:
     def count(self, **deltas: int) -> None:
         self.counters.update(deltas)
 
-    def text_bytes(self, js: Sequence[int], sn: int) -> int | None:
-        if not js:
-            return 0
-        if any(j not in self.segments for j in js):
-            return None
-        heads = [self.segments[j][:HEADER_BYTES] for j in js[:-1]]
-        return text_bytes_from_segments(self.layout, js, heads, self.segments[js[-1]], sn)
+    def discard(self, j: int, segment: bytes) -> bool:
+        if self.segments.get(j) != segment:
+            return False
+        del self.segments[j]
+        return True
 
 
 class MemoryTaskStore:

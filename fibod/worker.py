@@ -3,8 +3,9 @@
 Run as `python -m fibod.worker`, one process per core. A "task" message
 makes this worker the task's owner: it asks other workers for help,
 computes missing segments under claims, waits for the ones others hold,
-then records the text length, marks the task ready and only then commits
-the offset (at-least-once). A "help" message computes unclaimed missing
+then marks the task ready with its text length (known from the indices
+alone, fibod/lengths.py) and only then commits the offset
+(at-least-once). A "help" message computes unclaimed missing
 segments of a task and commits. During long units every assigned
 partition is paused and the consumer keeps polling, so Kafka never
 evicts the worker for exceeding max.poll.interval.ms.
@@ -34,12 +35,12 @@ import signal
 import socket
 import time
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from fibod import keys, planner
+from fibod import keys, lengths, planner
 from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, startup_settings
 from fibod.errors import UnavailableError
@@ -118,8 +119,6 @@ class TaskUpdater(Protocol):
 
 class SegmentWriter(planner.SegmentStore, Protocol):
     """The part of the sequence store the worker uses."""
-
-    def text_bytes(self, js: Sequence[int], sn: int) -> int | None: ...
 
 
 class Abandoned(Exception):
@@ -229,12 +228,11 @@ class Worker:
         self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
         if len(missing) > 1:
             self._ask_for_help(message, len(missing))
-        while True:
-            self._build_all(missing, task.id, sn)
-            text_bytes = self.sequences.text_bytes(js, sn)
-            if text_bytes is not None:
-                break
-            missing = self.sequences.missing(js)  # evicted meanwhile: build again
+        # Each missing segment is built (or waited for) once. One evicted
+        # afterwards is not built again: the fetch computes what it lacks,
+        # so a result larger than the store never makes a worker loop.
+        self._build_all(missing, task.id, sn)
+        text_bytes = lengths.text_bytes(0, sn)
         if self.tasks.mark_ready(task.id, sn, text_bytes):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
         log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)

@@ -1,17 +1,17 @@
-"""The fetch app with stub stores: status bytes, formats, eviction."""
+"""The fetch app with stub stores: status bytes, formats, self-repair."""
 
 from __future__ import annotations
 
 import falcon.testing
 import pytest
 
+from fibod import keys
 from fibod.config import Settings
-from fibod.errors import SegmentVanishedError
 from fibod.fetch import create_app
 from fibod.planner import task_segments
 from fibod.segments import SegmentLayout, encode_segment
 from fibod.tasks import Task, TaskState, new_task_id
-from fibod.testing import MemorySequenceStore, MemoryTaskStore, RecordingPublisher
+from fibod.testing import MemorySequenceStore, MemoryTaskStore
 from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)
@@ -19,15 +19,12 @@ SETTINGS = Settings(segment_bytes=4096, write_chunk_bytes=64 * 1024, fetch_max_w
 
 
 class Parts:
-    """The fetch app on stand-in stores and publisher."""
+    """The fetch app on stand-in stores."""
 
     def __init__(self, sequences: MemorySequenceStore | None = None) -> None:
         self.tasks = MemoryTaskStore()
         self.sequences = sequences or MemorySequenceStore(LAYOUT)
-        self.publisher = RecordingPublisher()
-        self.client = falcon.testing.TestClient(
-            create_app(SETTINGS, self.tasks, self.sequences, self.publisher)
-        )
+        self.client = falcon.testing.TestClient(create_app(SETTINGS, self.tasks, self.sequences))
 
     def ready_task(self, sn: int) -> Task:
         for j in task_segments(LAYOUT, sn):
@@ -100,17 +97,41 @@ def test_unknown_id_is_404_and_malformed_id_400(parts: Parts) -> None:
     assert parts.client.simulate_get("/myapp/fibotask").status_code == 400
 
 
-def test_evicted_segment_requeues_the_task_once(parts: Parts) -> None:
-    # given a ready task whose middle segment was evicted
+@pytest.mark.parametrize("fmt", ["text", "binary"])
+def test_evicted_segments_are_computed_again_and_the_answer_is_whole(
+    parts: Parts, fmt: str
+) -> None:
+    # given a ready task whose middle and last segments were evicted
     task = parts.ready_task(3000)
-    del parts.sequences.segments[task_segments(LAYOUT, 3000)[1]]
-    # when it is fetched twice
-    first = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
-    second = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
-    # then both say pending and the task was queued exactly once
-    assert first.content == second.content == b"\x01queued"
-    assert [m.task_id for m, _ in parts.publisher.messages] == [task.id]
-    assert parts.tasks.tasks[task.id].state is TaskState.QUEUED
+    js = task_segments(LAYOUT, 3000)
+    originals = [parts.sequences.segments[j] for j in js]
+    for j in (js[1], js[-1]):
+        del parts.sequences.segments[j]
+    # when it is fetched
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}&format={fmt}")
+    # then the answer is whole and exact, and the regeneration was counted
+    expected = reference_text(0, 3000) if fmt == "text" else b"".join(originals)
+    assert resp.status_code == 200
+    assert resp.content == b"\x00" + expected
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    assert parts.sequences.counters[keys.STAT_SEGMENTS_REGENERATED] == 2
+    assert parts.tasks.tasks[task.id].state is TaskState.READY
+
+
+def test_a_damaged_segment_is_deleted_computed_again_and_never_served(parts: Parts) -> None:
+    # given a ready task whose second segment has one digit flipped
+    task = parts.ready_task(3000)
+    j = task_segments(LAYOUT, 3000)[1]
+    good = parts.sequences.segments[j]
+    damaged = bytearray(good)
+    damaged[40] ^= 0x01  # a payload byte: the checksum no longer matches
+    parts.sequences.segments[j] = bytes(damaged)
+    # when it is fetched
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    # then the text is exact, the damaged bytes are gone and the repair was counted
+    assert resp.content == b"\x00" + reference_text(0, 3000)
+    assert j not in parts.sequences.segments
+    assert parts.sequences.counters[keys.STAT_SEGMENTS_REPAIRED] == 1
 
 
 class VanishingStore(MemorySequenceStore):
@@ -124,14 +145,14 @@ class VanishingStore(MemorySequenceStore):
         return None if j in self.vanishing else super().get(j)
 
 
-def test_segment_vanishing_mid_stream_aborts() -> None:
-    # given a ready task whose last segment disappears after the fetch checked it
+def test_a_segment_vanishing_mid_stream_is_computed_and_the_stream_goes_on() -> None:
+    # given a ready task whose last segment disappears after it was marked ready
     last = task_segments(LAYOUT, 3000)[-1]
     parts = Parts(VanishingStore(LAYOUT, {last}))
     task = parts.ready_task(3000)
-    # when it is streamed, then the stream raises instead of ending short
-    with pytest.raises(SegmentVanishedError, match="vanished"):
-        parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    # when it is streamed, then the body is whole
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    assert resp.content == b"\x00" + reference_text(0, 3000)
 
 
 def test_status_is_the_task_as_json(parts: Parts) -> None:

@@ -12,8 +12,8 @@ from fibod.segments import (
     HEADER_BYTES,
     SegmentLayout,
     encode_segment,
+    payload_of,
     read_header,
-    segment_text,
     validate_segment,
 )
 from tests.reference import reference_run, reference_text, segment_numbers_by_hand
@@ -31,7 +31,7 @@ def test_empty_segment_is_valid_and_renders_nothing(kernel: Kernel) -> None:
     seg = encode_segment(7, 0, kernel)
     assert validate_segment(seg, kernel).count == 0
     assert segment_numbers_by_hand(seg) == []
-    assert segment_text(seg, kernel=kernel) == b""
+    assert kernel.payload_text(payload_of(seg, read_header(seg)), 0) == b""
 
 
 def test_both_kernels_write_identical_segments() -> None:
@@ -67,8 +67,6 @@ def test_corruption_is_named(kernel: Kernel, offset: int, message: str) -> None:
     seg[offset] ^= 0x01
     with pytest.raises(SegmentError, match=message):
         validate_segment(bytes(seg), kernel)
-    with pytest.raises(SegmentError):
-        segment_text(bytes(seg), kernel=kernel)
 
 
 @settings(max_examples=80, deadline=None)
@@ -148,15 +146,9 @@ def test_covering_holds_exactly_the_prefix(sn: int) -> None:
     assert last_start <= sn - 1 < last_start + last_count
 
 
-@pytest.mark.parametrize("count", [None, 0, 1, 17, 50])
-def test_segment_text_is_one_exact_buffer(kernel: Kernel, count: int | None) -> None:
+@pytest.mark.parametrize("count", [0, 1, 17, 50])
+def test_a_checked_payload_renders_as_one_exact_buffer(kernel: Kernel, count: int) -> None:
     seg = encode_segment(300, 50, kernel)
-    text = segment_text(seg, count, b"\n", kernel)
-    assert bytes(text) == reference_text(300, 50 if count is None else count, "\n")
-
-
-def test_segment_text_refuses_damage(kernel: Kernel) -> None:
-    seg = bytearray(encode_segment(300, 5, kernel))
-    seg[-1] ^= 0xFF
-    with pytest.raises(SegmentError):
-        segment_text(bytes(seg), kernel=kernel)
+    header = validate_segment(seg, kernel)
+    text = kernel.payload_text(payload_of(seg, header), count, b"\n")
+    assert bytes(text) == reference_text(300, count, "\n")
