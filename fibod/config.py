@@ -428,6 +428,12 @@ class Settings:
                 object.__setattr__(self, f.name, values[f.name])  # frozen: set once, here
         for f in fields(self):
             _check(f.name, values[f.name], f.metadata["spec"])
+        if self.task_redis_wait_ms >= self.redis_timeout_s * 1000:
+            # the client would give up on the socket before WAIT answers
+            raise SettingsError(
+                f"FIBOD_TASK_REDIS_WAIT_MS ({self.task_redis_wait_ms}) must be below "
+                f"FIBOD_REDIS_TIMEOUT_S ({self.redis_timeout_s}) in ms"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.errors import ExpiredError, InputError, NotFoundError
-from fibod.redis_client import connect, store_call
+from fibod.errors import ExpiredError, InputError, NotFoundError, UnavailableError
+from fibod.redis_client import connect_task_store, store_call
 
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 _STORE = "task store"
@@ -194,12 +195,28 @@ class TaskStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskStore:
         """Open the configured task store (Redis #1)."""
-        return cls(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+        return cls(
+            connect_task_store(settings),
+            settings.task_ttl_s,
+            min_replicas=settings.task_redis_min_replicas,
+            wait_ms=settings.task_redis_wait_ms,
+        )
 
-    def __init__(self, client: redis.Redis, ttl_s: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_s: int,
+        clock: Callable[[], int] = now_ms,
+        *,
+        min_replicas: int = 0,
+        wait_ms: int = 1000,
+    ) -> None:
         self._redis = client  # decode_responses=True
         self.ttl_s = ttl_s
         self._clock = clock
+        #: Replicas that must hold a state change before it counts (WAIT).
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
         self._update = client.register_script(UPDATE_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
         self._requeue = client.register_script(REQUEUE_TASK_LUA)
@@ -208,20 +225,24 @@ class TaskStore:
     def create(self, sn: int) -> Task:
         """Store a new queued task (ready at once when sn is 0)."""
         task = new_task(sn, self._clock())
-        mapping: dict[str | bytes, bytes | float | int | str] = {
-            k: v for k, v in self._fields(task).items() if v != ""
-        }
-        with self._redis.pipeline(transaction=True) as pipe:
+        mapping: dict[FieldT, EncodableT] = {k: v for k, v in self._fields(task).items() if v != ""}
+        with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
                 pipe.expire(keys.task_key(task.id), self.ttl_s)
-            pipe.execute()
+            try:
+                self._durably(pipe)
+            except UnavailableError:
+                # not on enough replicas: a failover could lose it, so it
+                # must not be answered; leave no half-accepted task behind
+                self._redis.delete(keys.task_key(task.id))
+                raise
         return task
 
     @store_call(_STORE)
     def get(self, task_id: str) -> Task | None:
         """Return the task, or None if it is absent."""
-        fields = self._redis.hgetall(keys.task_key(task_id))
+        fields = cast(dict[str, str], self._redis.hgetall(keys.task_key(task_id)))  # decoded
         return Task.from_hash(task_id, fields) if fields else None
 
     def lookup(self, task_id: str) -> Task:
@@ -242,8 +263,8 @@ class TaskStore:
         return bool(self._start(keys=[keys.task_key(task_id)], args=[self._clock()]))
 
     def set_progress(self, task_id: str, done: int) -> bool:
-        """Record how many numbers of the task are stored."""
-        return self._set(task_id, -1, done=done)
+        """Record how many numbers of the task are stored (no WAIT: progress is a hint)."""
+        return self._set(task_id, -1, durable=False, done=done)
 
     def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool:
         """Mark the task ready with its text length; start its TTL."""
@@ -269,14 +290,36 @@ class TaskStore:
     @store_call(_STORE)
     def requeue(self, task_id: str) -> bool:
         """Turn a ready task back to queued; True for the one caller that did."""
-        return bool(self._requeue(keys=[keys.task_key(task_id)]))
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._requeue(keys=[keys.task_key(task_id)], client=pipe)
+            return bool(self._durably(pipe)[0])
 
     @store_call(_STORE)
-    def _set(self, task_id: str, ttl_s: int, **fields: object) -> bool:
-        args: list[object] = [ttl_s]
+    def _set(self, task_id: str, ttl_s: int, durable: bool = True, **fields: str | int) -> bool:
+        args: list[str | int] = [ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        return bool(self._update(keys=[keys.task_key(task_id)], args=args))
+        if not durable:
+            return bool(self._update(keys=[keys.task_key(task_id)], args=args))
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._update(keys=[keys.task_key(task_id)], args=args, client=pipe)
+            return bool(self._durably(pipe)[0])
+
+    def _durably(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Run the pipeline's writes; with replicas asked for, wait until they have them.
+
+        WAIT counts the replicas holding every earlier write of its own
+        connection, so it goes in the same pipeline as the writes.
+        """
+        if self._min_replicas:
+            pipe.wait(self._min_replicas, self._wait_ms)
+        results = pipe.execute()
+        if self._min_replicas and results[-1] < self._min_replicas:
+            raise UnavailableError(
+                f"task store: the write reached {results[-1]} of {self._min_replicas} "
+                f"replicas within {self._wait_ms} ms"
+            )
+        return results
 
     @staticmethod
     def _fields(task: Task) -> dict[str, str]:
