@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from fibod.config import Settings, SettingsError, discover
 from fibod.errors import FibodError, InputError
 from fibod.kernel import get_kernel
-from fibod.params import TEXT_FORMATS
+from fibod.protocol import TEXT_FORMATS
 
 if TYPE_CHECKING:  # imported lazily: redis costs ~150 ms of start-up `seq` need not pay
     from fibod.sequences import SequenceStore

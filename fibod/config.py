@@ -13,25 +13,23 @@ Only the standard library is imported: the CLI's start-up pays for it.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from fibod.envfile import EnvFileError, read_env_file
+from fibod.envfile import EnvFileError, StrPath, read_env_file
 
 #: Prefix of every setting's environment variable.
 ENV_PREFIX = "FIBOD_"
 #: Names the env file to read; not a setting itself.
 ENV_FILE_VARIABLE = "FIBOD_ENV_FILE"
 #: The checkout this package runs from (an editable install, as `make install` makes).
-CHECKOUT_DIR = Path(__file__).resolve().parent.parent
+CHECKOUT_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 #: The effective settings `make up` writes in a checkout (found by the CLI).
-CHECKOUT_ENV_FILE = CHECKOUT_DIR / "var" / "conf" / "fibod.env"
+CHECKOUT_ENV_FILE = os.path.join(CHECKOUT_DIR, "var", "conf", "fibod.env")
 
 #: Exit status of a daemon refused at start for its settings (sysexits EX_CONFIG).
 EX_CONFIG = 78
@@ -131,7 +129,7 @@ class Settings:
         "folder of the stack's configs, data, logs and sockets (derived: var/ of the checkout)",
         scope=STACK,
         pattern=r"/[^\s]*",
-        derive=lambda s: str(CHECKOUT_DIR / "var"),
+        derive=lambda s: os.path.join(CHECKOUT_DIR, "var"),
     )
     supervisor_programs: str = setting(
         "ops/supervisor/*.conf",
@@ -440,7 +438,7 @@ class Settings:
         """Build settings from the environment, over FIBOD_ENV_FILE if it names one."""
         env = os.environ if environ is None else environ
         path = env.get(ENV_FILE_VARIABLE)
-        return load(env, Path(path) if path else None)
+        return load(env, path or None)
 
     def to_env(self) -> dict[str, str]:
         """Return every setting as FIBOD_<NAME> -> text (secrets included)."""
@@ -470,6 +468,8 @@ def parse_values(raw: Mapping[str, str], origin: str) -> dict[str, Any]:
             continue
         name = by_env.get(key)
         if name is None:
+            import difflib  # only on this error path: the CLI's start-up need not pay for it
+
             close = difflib.get_close_matches(key, by_env, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(f"{origin}: unknown setting {key}{hint}")
@@ -483,7 +483,7 @@ def parse_values(raw: Mapping[str, str], origin: str) -> dict[str, Any]:
     return values
 
 
-def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+def load(environ: Mapping[str, str] | None = None, env_file: StrPath | None = None) -> Settings:
     """Merge defaults, env_file and environ (FIBOD_* only); derive the rest."""
     values: dict[str, Any] = {}
     if env_file is not None:
@@ -501,17 +501,17 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None)
         raise SettingsError(str(exc)) from None
 
 
-def discover_env_file(environ: Mapping[str, str], explicit: str | None = None) -> Path | None:
+def discover_env_file(environ: Mapping[str, str], explicit: str | None = None) -> str | None:
     """Pick the env file a command reads: --env-file, FIBOD_ENV_FILE, or the checkout's.
 
     The checkout's file is skipped when this user may not read it (it is
     mode 600): commands that need no secrets still run on the defaults.
     """
     if explicit:
-        return Path(explicit)
+        return explicit
     if environ.get(ENV_FILE_VARIABLE):
-        return Path(environ[ENV_FILE_VARIABLE])
-    if CHECKOUT_ENV_FILE.is_file() and os.access(CHECKOUT_ENV_FILE, os.R_OK):
+        return environ[ENV_FILE_VARIABLE]
+    if os.path.isfile(CHECKOUT_ENV_FILE) and os.access(CHECKOUT_ENV_FILE, os.R_OK):
         return CHECKOUT_ENV_FILE
     return None
 
@@ -593,8 +593,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(markdown_table())
         return 0
     if len(args) == 2 and args[0] == "--update-doc":
-        doc = Path(args[1])
-        doc.write_text(with_current_table(doc.read_text()))
+        with open(args[1]) as doc:
+            text = doc.read()
+        with open(args[1], "w") as doc:
+            doc.write(with_current_table(text))
         return 0
     if len(args) == 2 and args[0] == "--get" and args[1] in specs():
         try:

@@ -6,9 +6,9 @@ integration fixtures and the benchmarks, so they never disagree on quoting.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-from pathlib import Path
 
 _KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
 
@@ -17,10 +17,16 @@ class EnvFileError(ValueError):
     """A line of an env file is not KEY=VALUE."""
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+#: A file name as str or path object (pathlib is not imported: start-up time).
+StrPath = str | os.PathLike[str]
+
+
+def read_env_file(path: StrPath) -> dict[str, str]:
     """Read KEY=VALUE lines (shell quoting allowed, # comments)."""
     values: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    with open(path) as env_file:
+        text = env_file.read()
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

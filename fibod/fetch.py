@@ -27,12 +27,13 @@ from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
-from fibod.params import FORMATS, parse_format, parse_wait, query_params, single
+from fibod.params import parse_format, parse_wait, query_params, single
 from fibod.protocol import (
     EXPIRED,
     FAILED,
     FETCH_ID_PATH,
     FETCH_PATH,
+    FORMATS,
     PENDING,
     PROGRESS_HEADER,
     READY,

@@ -10,14 +10,10 @@ import re
 from urllib.parse import parse_qsl
 
 from fibod.errors import InputError
+from fibod.protocol import FORMATS
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,3})?")
-#: Text formats and the separator after each number; `fibod seq --format`
-#: offers the same names as `format=` of the HTTP API.
-TEXT_FORMATS = {"text": b" ", "lines": b"\n"}
-#: Output formats of the fetch endpoint (binary: stored segments, no separator).
-FORMATS = TEXT_FORMATS | {"binary": b""}
 
 
 def query_params(query_string: str) -> dict[str, list[str]]:

@@ -25,6 +25,12 @@ VIP_PATH = "/myapp/vip/fibo"
 #: The API description.
 OPENAPI_PATH = "/openapi.yaml"
 
+#: Text formats and the separator after each number; `fibod seq --format`
+#: offers the same names as `format=` of the HTTP API.
+TEXT_FORMATS = {"text": b" ", "lines": b"\n"}
+#: Output formats of the fetch endpoint (binary: stored segments, no separator).
+FORMATS = TEXT_FORMATS | {"binary": b""}
+
 #: First byte of a fetch body: the task's status (docs/API.md).
 READY = b"\x00"
 PENDING = b"\x01"

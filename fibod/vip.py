@@ -22,8 +22,8 @@ from fibod.errors import ForbiddenError, InputError, UnauthorizedError, Unavaila
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
-from fibod.params import FORMATS, parse_format, parse_sn, query_params, single
-from fibod.protocol import READY, VIP_PATH, set_stream_headers
+from fibod.params import parse_format, parse_sn, query_params, single
+from fibod.protocol import FORMATS, READY, VIP_PATH, set_stream_headers
 
 log = logging.getLogger("fibod.vip")
 

@@ -93,8 +93,8 @@ def test_an_unreadable_env_file_is_named(tmp_path: Path) -> None:
 
 def test_explicit_env_file_beats_fibod_env_file(tmp_path: Path) -> None:
     chosen = discover_env_file({"FIBOD_ENV_FILE": "/from/env"}, explicit=str(tmp_path))
-    assert chosen == tmp_path
-    assert discover_env_file({"FIBOD_ENV_FILE": "/from/env"}) == Path("/from/env")
+    assert chosen == str(tmp_path)
+    assert discover_env_file({"FIBOD_ENV_FILE": "/from/env"}) == "/from/env"
 
 
 def test_operations_doc_holds_the_generated_settings_table() -> None:
