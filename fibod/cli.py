@@ -123,7 +123,7 @@ def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:
     if args.json:
         print(json.dumps(dataclasses.asdict(stats), sort_keys=True))
         return
-    rows = [
+    rows: list[tuple[str, object]] = [
         ("segment_bytes", stats.segment_bytes),
         ("segments", stats.segments),
         ("numbers", stats.numbers),
@@ -132,6 +132,10 @@ def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:
         ("claims", stats.claims),
         ("other_layout_segments", stats.other_layouts),
         *sorted(stats.counters.items()),
+    ]
+    rows += [
+        (f"node {node.address}", f"{node.keys} keys, {node.used_memory} bytes used")
+        for node in stats.nodes
     ]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))

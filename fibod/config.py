@@ -303,6 +303,95 @@ class Settings:
         maximum=86_400,
     )
     retry_after_s: int = setting(1, "seconds sent in Retry-After", minimum=1, maximum=3600)
+    # --- Scale-out: several hosts (the defaults are one machine) --------------------
+    kafka_node_id: int = setting(
+        1,
+        "this host's Kafka node id (node.id; unique in the cluster)",
+        scope=STACK,
+        minimum=1,
+        maximum=1000,
+    )
+    kafka_controller_voters: str = setting(
+        "",
+        "KRaft controller quorum id@host:port,... (derived: this node alone)",
+        scope=STACK,
+        pattern=r"[0-9]+@[^\s,@]+:[0-9]+(,[0-9]+@[^\s,@]+:[0-9]+)*",
+        derive=lambda s: f"{s['kafka_node_id']}@{s['listen_address']}:{s['kafka_controller_port']}",
+    )
+    kafka_replication_factor: int = setting(
+        1, "replicas of the task topic and of Kafka's internal topics", minimum=1, maximum=7
+    )
+    kafka_min_insync_replicas: int = setting(
+        1,
+        "replicas that hold a message before Kafka acknowledges it (acks=all)",
+        minimum=1,
+        maximum=7,
+    )
+    sequence_redis_cluster: str = setting(
+        "",
+        "Redis Cluster start-up nodes host:port,...; empty = the one SEQUENCE_REDIS_URL",
+        pattern=r"([^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*)?",
+    )
+    sequence_redis_nodes: int = setting(
+        1,
+        "sequence-store Redis servers on this host (ports SEQUENCE_REDIS_PORT + 0, 1, ...)",
+        scope=STACK,
+        minimum=1,
+        maximum=16,
+    )
+    task_redis_sentinels: str = setting(
+        "",
+        "Sentinels of the task store host:port,...; empty = TASK_REDIS_URL directly",
+        pattern=r"([^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*)?",
+    )
+    task_redis_master_name: str = setting(
+        "fibod-tasks", "name the Sentinels know the task store's primary by", pattern=_NAME
+    )
+    task_redis_replica_of: str = setting(
+        "",
+        "on a task-store replica host: host:port of the primary; empty = a primary",
+        scope=STACK,
+        pattern=r"([^\s,:]+:[0-9]+)?",
+    )
+    task_redis_min_replicas: int = setting(
+        0,
+        "replicas that hold a task write (WAIT) before it is acknowledged",
+        minimum=0,
+        maximum=5,
+    )
+    task_redis_wait_ms: int = setting(
+        1000,
+        "longest wait for those replicas before a write counts as failed, ms",
+        minimum=10,
+        maximum=60_000,
+    )
+    sentinel_port: int = setting(
+        26379, "Redis Sentinel listener", scope=STACK, minimum=1, maximum=65535
+    )
+    sentinel_quorum: int = setting(
+        2, "Sentinels that must agree the primary is down", scope=STACK, minimum=1, maximum=9
+    )
+    submit_upstreams: str = setting(
+        "",
+        "nginx: submit app servers host:port,... (derived: LISTEN_ADDRESS:SUBMIT_PORT)",
+        scope=STACK,
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['submit_port']}",
+    )
+    fetch_upstreams: str = setting(
+        "",
+        "nginx: fetch app servers host:port,... (derived: LISTEN_ADDRESS:FETCH_PORT)",
+        scope=STACK,
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['fetch_port']}",
+    )
+    vip_upstreams: str = setting(
+        "",
+        "nginx: VIP app servers host:port,... (derived: LISTEN_ADDRESS:VIP_PORT)",
+        scope=STACK,
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['vip_port']}",
+    )
     # --- Scripts, tests and benchmarks ------------------------------------------
     up_wait_s: int = setting(
         90, "`make up`: longest wait for each part", scope=SCRIPT, minimum=1, maximum=3600
@@ -337,6 +426,12 @@ class Settings:
                 object.__setattr__(self, f.name, values[f.name])  # frozen: set once, here
         for f in fields(self):
             _check(f.name, values[f.name], f.metadata["spec"])
+        if self.task_redis_wait_ms >= self.redis_timeout_s * 1000:
+            # the client would give up on the socket before WAIT answers
+            raise SettingsError(
+                f"FIBOD_TASK_REDIS_WAIT_MS ({self.task_redis_wait_ms}) must be below "
+                f"FIBOD_REDIS_TIMEOUT_S ({self.redis_timeout_s}) in ms"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,11 @@
 """Redis connections of both stores and their failure translation.
 
-Every store method runs inside `unavailable_on_error`, so a Redis outage
-reaches the web apps as UnavailableError (503), never as a stack trace.
+Each store is one Redis server on one machine. Across hosts, the task
+store is a primary with a replica behind Sentinels (clients follow a
+failover by asking the Sentinels), and the sequence store is a Redis
+Cluster (clients route each key to its shard). Every store method runs
+inside `unavailable_on_error`, so an outage reaches the web apps as
+UnavailableError (503), never as a stack trace.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel
 
 from fibod.config import Settings
 from fibod.errors import StoreAuthError, UnavailableError
@@ -20,17 +27,71 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: A client of either store: one server, or a Redis Cluster.
+RedisClient = redis.Redis | RedisCluster
+
+
+def _client_options(settings: Settings) -> dict[str, object]:
+    """Options every client shares: the password and bounded timeouts."""
+    return {
+        "password": settings.redis_password or None,
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        "socket_keepalive": True,
+    }
+
+
+def host_ports(text: str) -> list[tuple[str, int]]:
+    """Split "host:port,host:port" (a setting already checked by the model)."""
+    pairs = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        pairs.append((host, int(port)))
+    return pairs
+
+
 def connect(url: str, settings: Settings, *, decode: bool) -> redis.Redis:
-    """Open a pooled, thread-safe client with bounded timeouts."""
+    """Open a pooled, thread-safe client of one server."""
     return redis.Redis.from_url(  # type: ignore[call-overload]  # decode is chosen at run time
         url,
-        password=settings.redis_password or None,
         decode_responses=decode,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        socket_keepalive=True,
         health_check_interval=30,
         retry_on_timeout=False,
+        **_client_options(settings),
+    )
+
+
+def connect_task_store(settings: Settings) -> redis.Redis:
+    """Open the task store: its primary, found by the Sentinels when there are some."""
+    if not settings.task_redis_sentinels:
+        return connect(settings.task_redis_url, settings, decode=True)
+    options = _client_options(settings)
+    sentinel = Sentinel(
+        host_ports(settings.task_redis_sentinels),
+        sentinel_kwargs={
+            "password": options["password"],
+            "socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        },
+        **options,
+    )
+    return sentinel.master_for(  # type: ignore[no-any-return]
+        settings.task_redis_master_name, decode_responses=True, **options
+    )
+
+
+def connect_sequence_store(settings: Settings) -> RedisClient:
+    """Open the sequence store: one server, or a Redis Cluster from its start-up nodes."""
+    if not settings.sequence_redis_cluster:
+        return connect(settings.sequence_redis_url, settings, decode=False)
+    nodes = [ClusterNode(host, port) for host, port in host_ports(settings.sequence_redis_cluster)]
+    return RedisCluster(
+        startup_nodes=nodes,
+        decode_responses=False,
+        # A failover takes a few seconds: re-read the slot map on errors
+        # rather than fail the first command that meets the dead master.
+        cluster_error_retry_attempts=3,
+        **_client_options(settings),  # type: ignore[arg-type]
     )
 
 
@@ -44,7 +105,7 @@ def unavailable_on_error(what: str) -> Iterator[None]:
             f"{what} refused the password ({exc}): check FIBOD_REDIS_PASSWORD, or point "
             "FIBOD_ENV_FILE / --env-file at the stack's settings (var/conf/fibod.env)"
         ) from exc
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise UnavailableError(f"{what} unavailable: {exc}") from exc
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-import redis
+from redis.cluster import RedisCluster
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.redis_client import connect, store_call
+from fibod.redis_client import RedisClient, connect_sequence_store, store_call
 from fibod.segments import (
     SegmentLayout,
 )
@@ -46,6 +47,17 @@ return 0
 
 
 @dataclass(frozen=True)
+class NodeStats:
+    """One Redis server of the store: its share of keys and memory."""
+
+    address: str
+    keys: int
+    used_memory: int
+    maxmemory: int
+    evicted_keys: int
+
+
+@dataclass(frozen=True)
 class CacheStats:
     """What the sequence store holds, for `fibod cache stats`."""
 
@@ -57,6 +69,8 @@ class CacheStats:
     claims: int
     other_layouts: int
     counters: dict[str, int]
+    #: Each server (each master of a Redis Cluster).
+    nodes: list[NodeStats]
 
 
 class SequenceStore:
@@ -65,10 +79,9 @@ class SequenceStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> SequenceStore:
         """Open the configured sequence store (Redis #2) and its layout."""
-        client = connect(settings.sequence_redis_url, settings, decode=False)
-        return cls(client, SegmentLayout(settings.segment_bytes))
+        return cls(connect_sequence_store(settings), SegmentLayout(settings.segment_bytes))
 
-    def __init__(self, client: redis.Redis, layout: SegmentLayout) -> None:
+    def __init__(self, client: RedisClient, layout: SegmentLayout) -> None:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
         self._release = client.register_script(RELEASE_CLAIM_LUA)
@@ -81,7 +94,7 @@ class SequenceStore:
     @store_call(_STORE)
     def get(self, j: int) -> bytes | None:
         """Return segment j's bytes, None if it is not stored."""
-        return self._redis.get(self.key(j))
+        return cast(bytes | None, self._redis.get(self.key(j)))  # decode_responses=False
 
     @store_call(_STORE)
     def put(self, j: int, segment: bytes) -> bool:
@@ -138,7 +151,7 @@ class SequenceStore:
     def counters(self) -> dict[str, int]:
         """Return the worker counters, zero for those never counted."""
         raw = self._redis.hgetall(keys.STATS_KEY)
-        values = {k.decode(): int(v) for k, v in raw.items()}
+        values = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
         return {name: values.get(name, 0) for name in keys.STAT_FIELDS} | values
 
     @store_call(_STORE)
@@ -172,7 +185,25 @@ class SequenceStore:
             claims=claims,
             other_layouts=other,
             counters=self.counters(),
+            nodes=self.node_stats(),
         )
+
+    @store_call(_STORE)
+    def node_stats(self) -> list[NodeStats]:
+        """Return keys and memory of each server (each master of a cluster)."""
+        client = self._redis
+        if isinstance(client, RedisCluster):
+            return [
+                _node_stats(
+                    f"{node.host}:{node.port}",
+                    client.info(target_nodes=node),
+                    client.dbsize(target_nodes=node),
+                )
+                for node in client.get_primaries()
+            ]
+        kwargs = client.connection_pool.connection_kwargs
+        address = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        return [_node_stats(address, client.info(), client.dbsize())]
 
     @store_call(_STORE)
     def clear(self, reset_counters: bool = False) -> int:
@@ -195,3 +226,13 @@ class SequenceStore:
         if batch:
             deleted += int(self._redis.unlink(*batch))
         return deleted
+
+
+def _node_stats(address: str, info: dict[str, Any], keys_held: int) -> NodeStats:
+    return NodeStats(
+        address=address,
+        keys=int(keys_held),
+        used_memory=int(info.get("used_memory", 0)),
+        maxmemory=int(info.get("maxmemory", 0)),
+        evicted_keys=int(info.get("evicted_keys", 0)),
+    )

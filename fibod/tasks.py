@@ -15,46 +15,68 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.errors import ExpiredError, InputError, NotFoundError
-from fibod.redis_client import connect, store_call
+from fibod.errors import ExpiredError, InputError, NotFoundError, UnavailableError
+from fibod.redis_client import connect_task_store, store_call
 
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 _STORE = "task store"
 
-# Update fields of a task only if its hash exists, so a late writer never
-# recreates a deleted or expired task as a partial hash.
-UPDATE_TASK_LUA = """
+# Finish a task (ready or failed). Ready and failed are final, and only the
+# task's owner (the worker that last started it) may finish it, so a late
+# writer (a worker cut off while another took its partition over) never
+# turns a ready task failed. A late writer never recreates an expired task.
+FINISH_TASK_LUA = """
 -- KEYS[1]: task key.
--- ARGV[1]: TTL seconds (0 = remove any TTL, -1 = keep it); ARGV[2..]: field, value pairs.
--- Returns 1 if updated, 0 if the task is absent.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- ARGV[1]: owner id ('' = whoever owns it); ARGV[2]: TTL seconds;
+-- ARGV[3..]: field, value pairs, the new state among them.
+-- Returns 1 if written, 0 if absent, already ready or failed, or owned by another.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'ready' or state == 'failed' then
     return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then
-    redis.call('EXPIRE', KEYS[1], ttl)
-elseif ttl == 0 then
-    redis.call('PERSIST', KEYS[1])
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if ARGV[1] ~= '' and owner and owner ~= ARGV[1] then
+    return 0
 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
-# Mark a task running and keep the first start time across redeliveries.
+# Record progress: only the owner of a running task, and only forward.
+PROGRESS_TASK_LUA = """
+-- KEYS[1]: task key. ARGV[1]: owner id; ARGV[2]: numbers done.
+-- Returns 1 if recorded, 0 if not running, owned by another, or not more than before.
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+    return 0
+end
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+    return 0
+end
+if tonumber(ARGV[2]) <= tonumber(redis.call('HGET', KEYS[1], 'done') or '0') then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'done', ARGV[2])
+return 1
+"""
+
+# Mark a task running, make the caller its owner (a redelivery to another
+# worker takes it over), and keep the first start time across redeliveries.
 START_TASK_LUA = """
--- KEYS[1]: task key. ARGV[1]: now (ms since the epoch).
+-- KEYS[1]: task key. ARGV[1]: now (ms since the epoch); ARGV[2]: owner id.
 -- Returns 1 if marked, 0 if absent or already ready or failed.
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'running' then
     return 0
 end
-redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[2])
 redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
 return 1
 """
@@ -68,7 +90,7 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then
     return 0
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'done', '0')
-redis.call('HDEL', KEYS[1], 'finished', 'text_bytes')
+redis.call('HDEL', KEYS[1], 'finished', 'text_bytes', 'owner')
 redis.call('PERSIST', KEYS[1])
 return 1
 """
@@ -118,6 +140,8 @@ class Task:
     started: int | None = None
     finished: int | None = None
     error: str | None = None
+    #: The worker that last started the task; only it may finish it.
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Describe the task for clients (GET /myapp/tasks/<id>)."""
@@ -154,6 +178,7 @@ class Task:
             started=opt_int("started"),
             finished=opt_int("finished"),
             error=fields.get("error") or None,
+            owner=fields.get("owner") or None,
         )
 
 
@@ -177,6 +202,28 @@ def new_task(sn: int, created_ms: int) -> Task:
     return Task(id=task_id, sn=sn, state=TaskState.QUEUED, created=created_ms)
 
 
+def may_finish(task: Task | None, owner: str) -> bool:
+    """Tell whether owner may make the task ready or failed (FINISH_TASK_LUA's rule).
+
+    Ready and failed are final. Only the task's owner finishes it; an
+    empty owner is a caller outside the workers, which finishes whoever
+    owns it.
+    """
+    if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+        return False
+    return not owner or task.owner is None or task.owner == owner
+
+
+def may_progress(task: Task | None, owner: str, done: int) -> bool:
+    """Tell whether owner may record `done` numbers (PROGRESS_TASK_LUA's rule)."""
+    return (
+        task is not None
+        and task.state is TaskState.RUNNING
+        and task.owner == owner
+        and done > task.done
+    )
+
+
 def absent_task_error(task_id: str, ttl_s: int, now: int) -> ExpiredError | NotFoundError:
     """Say why no task has this id: expired if older than the TTL, else unknown.
 
@@ -194,13 +241,30 @@ class TaskStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> TaskStore:
         """Open the configured task store (Redis #1)."""
-        return cls(connect(settings.task_redis_url, settings, decode=True), settings.task_ttl_s)
+        return cls(
+            connect_task_store(settings),
+            settings.task_ttl_s,
+            min_replicas=settings.task_redis_min_replicas,
+            wait_ms=settings.task_redis_wait_ms,
+        )
 
-    def __init__(self, client: redis.Redis, ttl_s: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_s: int,
+        clock: Callable[[], int] = now_ms,
+        *,
+        min_replicas: int = 0,
+        wait_ms: int = 1000,
+    ) -> None:
         self._redis = client  # decode_responses=True
         self.ttl_s = ttl_s
         self._clock = clock
-        self._update = client.register_script(UPDATE_TASK_LUA)
+        #: Replicas that must hold a state change before it counts (WAIT).
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
+        self._finish = client.register_script(FINISH_TASK_LUA)
+        self._progress = client.register_script(PROGRESS_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
         self._requeue = client.register_script(REQUEUE_TASK_LUA)
 
@@ -208,20 +272,24 @@ class TaskStore:
     def create(self, sn: int) -> Task:
         """Store a new queued task (ready at once when sn is 0)."""
         task = new_task(sn, self._clock())
-        mapping: dict[str | bytes, bytes | float | int | str] = {
-            k: v for k, v in self._fields(task).items() if v != ""
-        }
-        with self._redis.pipeline(transaction=True) as pipe:
+        mapping: dict[FieldT, EncodableT] = {k: v for k, v in self._fields(task).items() if v != ""}
+        with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
                 pipe.expire(keys.task_key(task.id), self.ttl_s)
-            pipe.execute()
+            try:
+                self._durably(pipe)
+            except UnavailableError:
+                # not on enough replicas: a failover could lose it, so it
+                # must not be answered; leave no half-accepted task behind
+                self._redis.delete(keys.task_key(task.id))
+                raise
         return task
 
     @store_call(_STORE)
     def get(self, task_id: str) -> Task | None:
         """Return the task, or None if it is absent."""
-        fields = self._redis.hgetall(keys.task_key(task_id))
+        fields = cast(dict[str, str], self._redis.hgetall(keys.task_key(task_id)))  # decoded
         return Task.from_hash(task_id, fields) if fields else None
 
     def lookup(self, task_id: str) -> Task:
@@ -237,30 +305,31 @@ class TaskStore:
         self._redis.delete(keys.task_key(task_id))
 
     @store_call(_STORE)
-    def mark_running(self, task_id: str) -> bool:
-        """Record that a worker started; False if absent or finished."""
-        return bool(self._start(keys=[keys.task_key(task_id)], args=[self._clock()]))
+    def mark_running(self, task_id: str, owner: str) -> bool:
+        """Record that owner started the task; False if absent or finished."""
+        return bool(self._start(keys=[keys.task_key(task_id)], args=[self._clock(), owner]))
 
-    def set_progress(self, task_id: str, done: int) -> bool:
-        """Record how many numbers of the task are stored."""
-        return self._set(task_id, -1, done=done)
+    @store_call(_STORE)
+    def set_progress(self, task_id: str, done: int, owner: str) -> bool:
+        """Record how many numbers are stored (forward only; no WAIT: a hint)."""
+        return bool(self._progress(keys=[keys.task_key(task_id)], args=[owner, done]))
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool:
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool:
         """Mark the task ready with its text length; start its TTL."""
-        return self._set(
+        return self._finish_task(
             task_id,
-            self.ttl_s,
+            owner,
             state=TaskState.READY.value,
             done=sn,
             text_bytes=text_bytes,
             finished=self._clock(),
         )
 
-    def mark_failed(self, task_id: str, error: str) -> bool:
+    def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool:
         """Mark the task failed with a reason; start its TTL."""
-        return self._set(
+        return self._finish_task(
             task_id,
-            self.ttl_s,
+            owner,
             state=TaskState.FAILED.value,
             error=error[:500],
             finished=self._clock(),
@@ -269,14 +338,34 @@ class TaskStore:
     @store_call(_STORE)
     def requeue(self, task_id: str) -> bool:
         """Turn a ready task back to queued; True for the one caller that did."""
-        return bool(self._requeue(keys=[keys.task_key(task_id)]))
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._requeue(keys=[keys.task_key(task_id)], client=pipe)
+            return bool(self._durably(pipe)[0])
 
     @store_call(_STORE)
-    def _set(self, task_id: str, ttl_s: int, **fields: object) -> bool:
-        args: list[object] = [ttl_s]
+    def _finish_task(self, task_id: str, owner: str, **fields: str | int) -> bool:
+        args: list[str | int] = [owner, self.ttl_s]
         for name, value in fields.items():
             args += [name, value]
-        return bool(self._update(keys=[keys.task_key(task_id)], args=args))
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._finish(keys=[keys.task_key(task_id)], args=args, client=pipe)
+            return bool(self._durably(pipe)[0])
+
+    def _durably(self, pipe: redis.client.Pipeline) -> list[Any]:
+        """Run the pipeline's writes; with replicas asked for, wait until they have them.
+
+        WAIT counts the replicas holding every earlier write of its own
+        connection, so it goes in the same pipeline as the writes.
+        """
+        if self._min_replicas:
+            pipe.wait(self._min_replicas, self._wait_ms)
+        results = pipe.execute()
+        if self._min_replicas and results[-1] < self._min_replicas:
+            raise UnavailableError(
+                f"task store: the write reached {results[-1]} of {self._min_replicas} "
+                f"replicas within {self._wait_ms} ms"
+            )
+        return results
 
     @staticmethod
     def _fields(task: Task) -> dict[str, str]:

@@ -18,7 +18,7 @@ from confluent_kafka import Message, TopicPartition
 from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout
-from fibod.tasks import Task, TaskState, absent_task_error, new_task
+from fibod.tasks import Task, TaskState, absent_task_error, may_finish, may_progress, new_task
 from fibod.worker import RebalanceCallback
 
 
@@ -110,33 +110,36 @@ class MemoryTaskStore:
         task = self.tasks.get(task_id)
         if task is None or task.state is not TaskState.READY:
             return False
-        self.tasks[task_id] = replace(task, state=TaskState.QUEUED, done=0, text_bytes=None)
+        self.tasks[task_id] = replace(
+            task, state=TaskState.QUEUED, done=0, text_bytes=None, owner=None
+        )
         return True
 
-    def mark_running(self, task_id: str) -> bool:
+    def mark_running(self, task_id: str, owner: str) -> bool:
         task = self.tasks.get(task_id)
         if task is None or task.state not in (TaskState.QUEUED, TaskState.RUNNING):
             return False
-        self.tasks[task_id] = replace(task, state=TaskState.RUNNING, started=self.now)
+        started = task.started if task.started is not None else self.now
+        self.tasks[task_id] = replace(task, state=TaskState.RUNNING, started=started, owner=owner)
         return True
 
-    def set_progress(self, task_id: str, done: int) -> bool:
+    def set_progress(self, task_id: str, done: int, owner: str) -> bool:
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or not may_progress(task, owner, done):
             return False
         self.tasks[task_id] = replace(task, done=done)
         return True
 
-    def mark_failed(self, task_id: str, error: str) -> bool:
+    def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool:
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or not may_finish(task, owner):
             return False
-        self.tasks[task_id] = replace(task, state=TaskState.FAILED, error=error)
+        self.tasks[task_id] = replace(task, state=TaskState.FAILED, error=error, finished=self.now)
         return True
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool:
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool:
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or not may_finish(task, owner):
             return False
         self.tasks[task_id] = replace(
             task, state=TaskState.READY, done=sn, text_bytes=text_bytes, finished=self.now

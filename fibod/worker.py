@@ -108,13 +108,13 @@ class TaskUpdater(Protocol):
 
     def get(self, task_id: str) -> Task | None: ...
 
-    def mark_running(self, task_id: str) -> bool: ...
+    def mark_running(self, task_id: str, owner: str) -> bool: ...
 
-    def set_progress(self, task_id: str, done: int) -> bool: ...
+    def set_progress(self, task_id: str, done: int, owner: str) -> bool: ...
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int) -> bool: ...
+    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool: ...
 
-    def mark_failed(self, task_id: str, error: str) -> bool: ...
+    def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool: ...
 
 
 class SegmentWriter(planner.SegmentStore, Protocol):
@@ -210,7 +210,8 @@ class Worker:
         except Exception as exc:  # a bug or bad data: fail the task, do not loop on it
             log.exception("unit %s failed", message)
             if message.kind == KIND_TASK:
-                self.tasks.mark_failed(message.task_id, f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                self.tasks.mark_failed(message.task_id, error, owner=self.owner_id)
 
     def run_task(self, message: QueueMessage) -> None:
         """Own a task: get all its segments stored, then mark it ready."""
@@ -219,9 +220,10 @@ class Worker:
             log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
             return
         if task.sn != message.sn or task.sn > self.settings.max_sn:
-            self.tasks.mark_failed(task.id, f"invalid task: sn {message.sn} (stored {task.sn})")
+            error = f"invalid task: sn {message.sn} (stored {task.sn})"
+            self.tasks.mark_failed(task.id, error, owner=self.owner_id)
             return
-        self.tasks.mark_running(task.id)
+        self.tasks.mark_running(task.id, self.owner_id)
         sn = task.sn
         js = planner.task_segments(self.layout, sn)
         missing = self.sequences.missing(js)
@@ -233,7 +235,7 @@ class Worker:
         # so a result larger than the store never makes a worker loop.
         self._build_all(missing, task.id, sn)
         text_bytes = lengths.text_bytes(0, sn)
-        if self.tasks.mark_ready(task.id, sn, text_bytes):
+        if self.tasks.mark_ready(task.id, sn, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
         log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
 
@@ -283,7 +285,8 @@ class Worker:
     def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
         waiting = set(pending)
         present = [j for j in self.layout.covering(sn) if j not in waiting]
-        self.tasks.set_progress(task_id, planner.numbers_done(self.layout, sn, present))
+        done = planner.numbers_done(self.layout, sn, present)
+        self.tasks.set_progress(task_id, done, self.owner_id)
 
     def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
         own = [tp.partition for tp in self.consumer.assignment()]
