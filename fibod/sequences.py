@@ -16,7 +16,8 @@ from redis.cluster import RedisCluster
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.redis_client import RedisClient, connect_sequence_store, store_call
+from fibod.counters import Counters
+from fibod.redis_client import RedisClient, connect_sequence_store, connect_task_store, store_call
 from fibod.segments import (
     SegmentLayout,
 )
@@ -79,11 +80,16 @@ class SequenceStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> SequenceStore:
         """Open the configured sequence store (Redis #2) and its layout."""
-        return cls(connect_sequence_store(settings), SegmentLayout(settings.segment_bytes))
+        return cls(
+            connect_sequence_store(settings),
+            SegmentLayout(settings.segment_bytes),
+            Counters(connect_task_store(settings)),
+        )
 
-    def __init__(self, client: RedisClient, layout: SegmentLayout) -> None:
+    def __init__(self, client: RedisClient, layout: SegmentLayout, counters: Counters) -> None:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
+        self._counters = counters
         self._release = client.register_script(RELEASE_CLAIM_LUA)
         self._discard = client.register_script(DISCARD_SEGMENT_LUA)
 
@@ -138,21 +144,13 @@ class SequenceStore:
                 pipe.exists(keys.claim_key(self.layout.segment_bytes, j))
             return [bool(n) for n in pipe.execute()]
 
-    @store_call(_STORE)
     def count(self, **deltas: int) -> None:
-        """Add to the worker counters of fibod:stats."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            for name, delta in deltas.items():
-                if delta:
-                    pipe.hincrby(keys.STATS_KEY, name, delta)
-            pipe.execute()
+        """Add to the counters (kept in the task store: fibod/counters.py)."""
+        self._counters.add(**deltas)
 
-    @store_call(_STORE)
     def counters(self) -> dict[str, int]:
-        """Return the worker counters, zero for those never counted."""
-        raw = self._redis.hgetall(keys.STATS_KEY)
-        values = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
-        return {name: values.get(name, 0) for name in keys.STAT_FIELDS} | values
+        """Return the counters, zero for those never counted."""
+        return self._counters.read()
 
     @store_call(_STORE)
     def stats(self) -> CacheStats:
@@ -212,7 +210,7 @@ class SequenceStore:
         for pattern in (keys.SEGMENT_PREFIX + "*", keys.CLAIM_PREFIX + "*"):
             deleted += self._unlink_all(self._redis.scan_iter(match=pattern, count=_SCAN_COUNT))
         if reset_counters:
-            self._redis.delete(keys.STATS_KEY)
+            self._counters.reset()
         return deleted
 
     def _unlink_all(self, found: Iterable[bytes]) -> int:

@@ -81,20 +81,6 @@ redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
 return 1
 """
 
-# Put a ready task back in the queue (a segment was evicted); only one of
-# several concurrent callers wins, so one task message is produced.
-REQUEUE_TASK_LUA = """
--- KEYS[1]: task key. No ARGV.
--- Returns 1 if re-queued, 0 if absent or not ready.
-if redis.call('HGET', KEYS[1], 'state') ~= 'ready' then
-    return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'done', '0')
-redis.call('HDEL', KEYS[1], 'finished', 'text_bytes', 'owner')
-redis.call('PERSIST', KEYS[1])
-return 1
-"""
-
 
 class TaskState(StrEnum):
     """Where a task is in its life."""
@@ -266,7 +252,6 @@ class TaskStore:
         self._finish = client.register_script(FINISH_TASK_LUA)
         self._progress = client.register_script(PROGRESS_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
-        self._requeue = client.register_script(REQUEUE_TASK_LUA)
 
     @store_call(_STORE)
     def create(self, sn: int) -> Task:
@@ -334,13 +319,6 @@ class TaskStore:
             error=error[:500],
             finished=self._clock(),
         )
-
-    @store_call(_STORE)
-    def requeue(self, task_id: str) -> bool:
-        """Turn a ready task back to queued; True for the one caller that did."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            self._requeue(keys=[keys.task_key(task_id)], client=pipe)
-            return bool(self._durably(pipe)[0])
 
     @store_call(_STORE)
     def _finish_task(self, task_id: str, owner: str, **fields: str | int) -> bool:

@@ -106,15 +106,6 @@ class MemoryTaskStore:
         self._check()
         self.tasks.pop(task_id, None)
 
-    def requeue(self, task_id: str) -> bool:
-        task = self.tasks.get(task_id)
-        if task is None or task.state is not TaskState.READY:
-            return False
-        self.tasks[task_id] = replace(
-            task, state=TaskState.QUEUED, done=0, text_bytes=None, owner=None
-        )
-        return True
-
     def mark_running(self, task_id: str, owner: str) -> bool:
         task = self.tasks.get(task_id)
         if task is None or task.state not in (TaskState.QUEUED, TaskState.RUNNING):

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from fibod.config import Settings
+from fibod.counters import Counters
 from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
@@ -128,9 +129,11 @@ def http(stack: Stack) -> Iterator[Client]:
 
 
 @pytest.fixture
-def sequence_store(sequence_redis: redis.Redis, layout: SegmentLayout) -> SequenceStore:
-    """The stack's sequence store, through fibod's own store class."""
-    return SequenceStore(sequence_redis, layout)
+def sequence_store(
+    sequence_redis: redis.Redis, task_redis: redis.Redis, layout: SegmentLayout
+) -> SequenceStore:
+    """The stack's sequence store (its counters in the task store), fibod's own class."""
+    return SequenceStore(sequence_redis, layout, Counters(task_redis))
 
 
 @pytest.fixture(scope="session")

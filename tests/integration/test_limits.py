@@ -1,8 +1,9 @@
 """Limits and security of the running stack: TTLs, passwords, loopback, nginx limits.
 
-Eviction is covered by test_pipeline.py::test_evicted_segment_is_recomputed_on_fetch
-(a ready task whose segment was evicted is recomputed, never served short
-or wrong) and tests/test_fetch_app.py::test_segment_vanishing_mid_stream_aborts.
+Eviction is covered by
+test_pipeline.py::test_evicted_and_damaged_segments_are_computed_by_the_fetch
+(a ready task whose segment was evicted or damaged is computed by the fetch,
+never served short or wrong) and tests/test_fetch_app.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import requests
 from fibod import keys
 from tests.integration.clients import raw_get
 from tests.integration.stack import VAR
+from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +133,38 @@ def test_nginx_refuses_oversized_requests(stack) -> None:
     # a request body beyond 1 KB (the API is GET only)
     resp = requests.get(f"{base}/myapp/fibo?sn=1", data=b"x" * 4096, timeout=10)
     assert resp.status_code == 413
+
+
+def test_a_result_larger_than_the_sequence_store_is_served_whole(
+    http, sequence_redis, sequence_store
+) -> None:
+    # given a sequence store capped at 64 MB, and a task of ~190 MB of segments
+    sn = 60_000
+    segments = len(list(sequence_store.layout.covering(sn)))
+    old_cap = sequence_redis.config_get("maxmemory")["maxmemory"]
+    sequence_store.clear()
+    before = sequence_store.counters()
+    sequence_redis.config_set("maxmemory", "64mb")
+    try:
+        # when it is submitted and fetched
+        task_id = http.submit(sn)
+        task = http.wait_ready(task_id, timeout_s=120)
+        body = http.stream_digest(task_id)
+        after = sequence_store.counters()
+        evicted = int(sequence_redis.info("stats")["evicted_keys"])
+    finally:
+        sequence_redis.config_set("maxmemory", old_cap)
+    # then it is ready, every byte is right, and each segment was computed about once
+    # by the workers (no loop rebuilding what eviction took), the rest by the fetch
+    reference = reference_digest(sn)
+    assert task["state"] == "ready"
+    assert (body.status, body.first, body.size, body.sha256) == (
+        200,
+        b"\x00",
+        reference.size,
+        reference.sha256,
+    )
+    computed = after["segments_computed"] - before["segments_computed"]
+    assert segments <= computed <= segments * 11 // 10 + 2, (computed, segments)
+    assert after["segments_regenerated"] > before["segments_regenerated"]
+    assert evicted > 0

@@ -121,18 +121,26 @@ def test_formats_lines_and_binary(http) -> None:
     assert " ".join(map(str, numbers[:5000])).encode() + b" " == reference_text(0, 5000)
 
 
-def test_evicted_segment_is_recomputed_on_fetch(
+def test_evicted_and_damaged_segments_are_computed_by_the_fetch(
     http, sequence_store, sequence_redis, layout
 ) -> None:
-    # given a ready task whose middle segment was evicted from the store
+    # given a ready task: one segment evicted, another damaged in the store
     task_id = http.submit(12_000)
     assert http.fetch(task_id).content[:1] == b"\x00"
-    sequence_redis.delete(sequence_store.key(layout.index_of(9_000)))
-    # when it is fetched without waiting, then it is pending again
-    quick = http.get_path("/myapp/fibotask", params={"id": task_id})
-    assert quick.content[:1] == b"\x01"
-    # and a long-poll gets the full, right sequence after recomputation
-    assert http.fetch(task_id).content == b"\x00" + reference_text(0, 12_000)
+    evicted, damaged = layout.index_of(9_000), layout.index_of(3_000)
+    sequence_redis.delete(sequence_store.key(evicted))
+    sequence_redis.setrange(sequence_store.key(damaged), 40, b"\xff")
+    before = sequence_store.counters()
+    # when it is fetched through nginx, at once (no waiting)
+    resp = http.get_path("/myapp/fibotask", params={"id": task_id})
+    # then the answer is ready, whole and exact, the damage is gone, and both were counted
+    assert resp.content == b"\x00" + reference_text(0, 12_000)
+    assert int(resp.headers["Content-Length"]) == len(resp.content)
+    assert sequence_redis.exists(sequence_store.key(damaged)) == 0
+    after = sequence_store.counters()
+    assert after["segments_regenerated"] - before["segments_regenerated"] == 1
+    assert after["segments_repaired"] - before["segments_repaired"] == 1
+    assert http.status(task_id)["state"] == "ready"
 
 
 @pytest.mark.parametrize(
