@@ -17,7 +17,7 @@ from typing import ParamSpec, TypeVar
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import OutOfMemoryError, RedisClusterException
 from redis.sentinel import Sentinel
 
 from fibod.config import Settings
@@ -104,6 +104,10 @@ def unavailable_on_error(what: str) -> Iterator[None]:
         raise StoreAuthError(
             f"{what} refused the password ({exc}): check FIBOD_REDIS_PASSWORD, or point "
             "FIBOD_ENV_FILE / --env-file at the stack's settings (var/conf/fibod.env)"
+        ) from exc
+    except OutOfMemoryError as exc:
+        raise UnavailableError(
+            f"{what} is full (its maxmemory is reached) and refuses writes: {exc}"
         ) from exc
     except (redis.RedisError, RedisClusterException) as exc:
         raise UnavailableError(f"{what} unavailable: {exc}") from exc

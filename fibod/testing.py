@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Literal
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from fibod.errors import UnavailableError
 from fibod.queue import QueueMessage
@@ -179,7 +179,10 @@ class ScriptedConsumer:
         self.closed = False
         self.during_unit: Callable[[], None] | None = None
         self.when_done: Callable[[], None] | None = None
+        #: pause() raises KafkaException this many more times (a broker hiccup).
+        self.failing_pauses = 0
         self._on_revoke: RebalanceCallback | None = None
+        self._handed: list[Message] = []
 
     def feed(self, value: bytes, partition: int = 0, offset: int = 7) -> Message:
         """Queue a message for a later poll; return it."""
@@ -209,7 +212,9 @@ class ScriptedConsumer:
                 self.during_unit()
             return None
         if self.script:
-            return self.script.popleft()
+            message = self.script.popleft()
+            self._handed.append(message)
+            return message
         if self.when_done is not None:
             self.when_done()
         time.sleep(min(max(timeout, 0.0), 0.01))  # nothing to hand out: wait a little
@@ -220,6 +225,9 @@ class ScriptedConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.pause_calls += 1
+        if self.failing_pauses:
+            self.failing_pauses -= 1
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker hiccup"))
         self.paused.update(tp.partition for tp in partitions)
 
     def resume(self, partitions: list[TopicPartition]) -> None:
@@ -227,7 +235,11 @@ class ScriptedConsumer:
         self.resumed += [tp.partition for tp in partitions]
 
     def seek(self, partition: TopicPartition) -> None:
-        pass
+        """Hand out again the message at that offset (a rewind)."""
+        for message in self._handed:
+            if (message.partition(), message.offset()) == (partition.partition, partition.offset):
+                self.script.appendleft(message)
+                return
 
     def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]:
         offset = message.offset()

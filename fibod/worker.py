@@ -59,8 +59,12 @@ WAIT_STEP_S = 0.005
 KEEPALIVE_EVERY_S = 0.2
 #: Seconds between progress updates of a running task.
 PROGRESS_EVERY_S = 0.2
-#: Seconds to back off after a store or broker failure.
+#: Seconds to back off after a first store or broker failure; doubled on each
+#: failure in a row up to BACKOFF_MAX_S (kept below max.poll.interval.ms).
 BACKOFF_S = 1.0
+BACKOFF_MAX_S = 16.0
+#: Longest step of a back-off sleep, so a stop request is noticed.
+BACKOFF_STEP_S = 0.2
 #: Signals that stop a worker: the first drains, a second ends it at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -136,6 +140,7 @@ class Worker:
         tasks: TaskUpdater,
         sequences: SegmentWriter,
         owner_id: str,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -150,6 +155,9 @@ class Worker:
         self._revoked = False
         self._paused = False
         self._last_keepalive = 0.0
+        self._sleep = sleep
+        #: Units in a row that met an unavailable store or broker.
+        self._failures = 0
 
     def request_stop(self) -> None:
         """Ask the loop to drain: give up the unit, leave the group, exit."""
@@ -189,15 +197,28 @@ class Worker:
             else:
                 self._run_unit(message, msg)
             self._commit(msg)
+            self._failures = 0
         except Abandoned as exc:
             log.info("abandoned %s uncommitted: %s", _where(msg), exc)
         except UnavailableError as exc:
-            log.warning("store unavailable at %s, retrying: %s", _where(msg), exc)
+            # not the task's fault (a store full or down, the broker away):
+            # the message is read again after a back-off, never failed
             self._rewind(msg)
-            time.sleep(BACKOFF_S)
+            self._back_off(f"{_where(msg)}: {exc}")
         finally:
             self._unit = None
             self._resume()
+
+    def _back_off(self, reason: str) -> None:
+        """Wait before retrying, longer after each failure in a row; say so."""
+        self._failures += 1
+        delay = min(BACKOFF_S * 2 ** (self._failures - 1), BACKOFF_MAX_S)
+        log.warning("retrying in %.0f s (failure %d in a row): %s", delay, self._failures, reason)
+        left = delay
+        while left > 0 and not self.stopping:
+            step = min(left, BACKOFF_STEP_S)
+            self._sleep(step)
+            left -= step
 
     def _run_unit(self, message: QueueMessage, msg: Message) -> None:
         try:
@@ -289,7 +310,10 @@ class Worker:
         self.tasks.set_progress(task_id, done, self.owner_id)
 
     def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
-        own = [tp.partition for tp in self.consumer.assignment()]
+        try:
+            own = [tp.partition for tp in self.consumer.assignment()]
+        except KafkaException as exc:
+            raise UnavailableError(f"task queue: {exc}") from exc
         help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn)
         for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
             self.publisher.publish_nowait(help_msg, partition)
@@ -302,11 +326,14 @@ class Worker:
         if now - self._last_keepalive < KEEPALIVE_EVERY_S:
             return
         self._last_keepalive = now
-        assigned = self.consumer.assignment()
-        if assigned:
-            self.consumer.pause(assigned)  # also pauses partitions assigned meanwhile
-            self._paused = True
-        stray = self.consumer.poll(0)
+        try:
+            assigned = self.consumer.assignment()
+            if assigned:
+                self.consumer.pause(assigned)  # also pauses partitions assigned meanwhile
+                self._paused = True
+            stray = self.consumer.poll(0)
+        except KafkaException as exc:  # the broker's trouble, not the task's
+            raise UnavailableError(f"task queue: {exc}") from exc
         if stray is not None and not stray.error():
             self._rewind(stray)  # from a partition assigned just now: read it later
         if self._revoked:

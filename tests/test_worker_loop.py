@@ -145,3 +145,47 @@ def test_duplicate_delivery_of_a_ready_task_is_committed_once_more(parts: Parts)
     parts.worker.run()
     assert parts.consumer.committed == [7, 7]
     assert parts.sequences.counters[keys.STAT_TASKS_COMPLETED] == 1
+
+
+def test_a_broker_hiccup_during_a_unit_retries_it_and_never_fails_the_task() -> None:
+    # given a task, and a broker that refuses the worker's first two pause() calls
+    parts = Parts()
+    sleeps: list[float] = []
+    parts.worker._sleep = sleeps.append
+    parts.consumer.failing_pauses = 2
+    task = parts.tasks.create(SN)
+    parts.queue(task.id, SN)
+    # when the worker runs
+    parts.worker.run()
+    # then the unit was read again after backing off, and the task is ready, not failed
+    assert parts.tasks.tasks[task.id].state is TaskState.READY
+    assert parts.consumer.committed == [7]
+    assert sum(sleeps) == pytest.approx(1.0)  # backed off once, 1 s
+
+
+def test_a_full_task_store_backs_off_longer_each_time_and_says_so(caplog) -> None:
+    # given a task store that refuses writes for the first three attempts
+    parts = Parts()
+    task = parts.tasks.create(SN)
+    parts.queue(task.id, SN)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if sum(sleeps) >= 1.0 + 2.0 + 4.0 - 1e-9:
+            parts.tasks.down = False  # the operator freed memory
+
+    parts.worker._sleep = sleep
+    parts.tasks.down = True
+    # when the worker runs
+    with caplog.at_level("WARNING", logger="fibod.worker"):
+        parts.worker.run()
+    # then it waited 1, 2 and 4 s, said why each time, and finished the task
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [line.split(" (")[0] for line in retries] == [
+        "retrying in 1 s",
+        "retrying in 2 s",
+        "retrying in 4 s",
+    ]
+    assert all("stub is down" in line for line in retries)
+    assert parts.tasks.tasks[task.id].state is TaskState.READY

@@ -168,3 +168,18 @@ def test_a_result_larger_than_the_sequence_store_is_served_whole(
     assert segments <= computed <= segments * 11 // 10 + 2, (computed, segments)
     assert after["segments_regenerated"] > before["segments_regenerated"]
     assert evicted > 0
+
+
+def test_a_full_task_store_refuses_submissions_with_503_and_a_reason(http, task_redis) -> None:
+    # given a task store whose memory cap is below what it already uses
+    old_cap = task_redis.config_get("maxmemory")["maxmemory"]
+    task_redis.config_set("maxmemory", "1mb")
+    try:
+        # when a task is submitted
+        resp = http.get_path("/myapp/fibo", params={"sn": 10})
+    finally:
+        task_redis.config_set("maxmemory", old_cap)
+    # then it is refused at once, saying why, and may be retried later
+    assert resp.status_code == 503
+    assert "task store is full" in resp.text
+    assert resp.headers["Retry-After"] == "1"
