@@ -21,7 +21,7 @@ import falcon
 
 from fibod import keys, lengths, planner
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
-from fibod.errors import ExpiredError, SegmentError, UnavailableError
+from fibod.errors import ExpiredError, InputError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
@@ -110,6 +110,8 @@ class FetchResource:
             task_id, extra = task_id.split("&", 1)
             query = f"{extra}&{query}" if query else extra
         params = query_params(query)
+        if task_id is not None and "id" in params:
+            raise InputError("parameter id given twice; give it once")
         if task_id is None:
             task_id = single(params, "id") or ""
         task_id = parse_task_id(task_id)

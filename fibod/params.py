@@ -45,9 +45,11 @@ def parse_sn(text: str, maximum: int) -> int:
     if not _ASCII_DIGITS.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "..."
         raise InputError(f"sn must be a non-negative integer in ASCII digits, got {shown!r}")
-    if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
+    # leading zeros are stripped first: int() of more than 4,300 digits raises
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or int(digits) > maximum:
         raise InputError(f"sn must be at most {maximum}, got {text[:40]}")
-    return int(text)
+    return int(digits)
 
 
 def parse_wait(text: str | None, maximum_s: int) -> float:

@@ -170,3 +170,10 @@ def test_path_form_refuses_an_id_with_a_trailing_newline(parts: Parts, suffix: s
     task = parts.ready_task(10)
     resp = parts.client.simulate_get(f"/myapp/fibotask/id={task.id}{suffix}")
     assert resp.status_code == 400 and "malformed task id" in resp.text
+
+
+def test_path_form_refuses_a_second_id(parts: Parts) -> None:
+    task = parts.ready_task(10)
+    other = parts.ready_task(12)
+    resp = parts.client.simulate_get(f"/myapp/fibotask/id={task.id}&id={other.id}")
+    assert resp.status_code == 400 and "id given twice" in resp.text

@@ -65,3 +65,10 @@ def test_task_ids_are_20_lowercase_hex_digits_that_carry_their_time() -> None:
     for bad in ("", task_id.upper(), task_id + "0", task_id[:-1], "g" * 20, task_id + "\n"):
         with pytest.raises(InputError):
             parse_task_id(bad)
+
+
+def test_sn_with_thousands_of_leading_zeros_is_read_as_its_value() -> None:
+    assert parse_sn("0" * 5000 + "7", 100) == 7
+    assert parse_sn("0" * 5000, 100) == 0
+    with pytest.raises(InputError, match="at most 100"):
+        parse_sn("0" * 5000 + "101", 100)
