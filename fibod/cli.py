@@ -143,7 +143,12 @@ def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:
 
 def run_cache_clear(args: argparse.Namespace, settings: Settings) -> None:
     """Delete every segment and claim; optionally zero the counters."""
+    from fibod import agreement
+    from fibod.redis_client import connect_task_store
+
     deleted = _sequence_store(settings).clear(reset_counters=args.reset_stats)
+    # with no segment left, the next process to start may record another layout
+    agreement.forget_layout(connect_task_store(settings))
     extra = " and reset the counters" if args.reset_stats else ""
     print(f"deleted {deleted} keys{extra}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,8 +20,8 @@ from typing import Protocol
 
 import falcon
 
-from fibod import keys, lengths, planner
-from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
+from fibod import agreement, keys, lengths, planner
+from fibod.config import GUNICORN_BOOT_ERROR, Settings, SettingsError, startup_settings
 from fibod.errors import ExpiredError, InputError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
@@ -40,6 +41,7 @@ from fibod.protocol import (
     set_stream_headers,
     task_links,
 )
+from fibod.redis_client import connect_task_store
 from fibod.segments import (
     OVERHEAD_BYTES,
     SegmentHeader,
@@ -273,6 +275,11 @@ def get_app() -> falcon.App:
 
     settings = startup_settings("fetch", GUNICORN_BOOT_ERROR)
     configure_logging(settings)
+    try:
+        agreement.check_layout(connect_task_store(settings), settings)
+    except (SettingsError, UnavailableError) as exc:
+        print(f"fibod fetch: {exc}", file=sys.stderr)
+        raise SystemExit(GUNICORN_BOOT_ERROR) from None
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
     return create_app(settings, tasks, sequences)

@@ -15,8 +15,10 @@ TASK_PREFIX = PREFIX + "task:"
 SEGMENT_PREFIX = PREFIX + "seg:"
 #: Compute claims in the sequence store: fibod:claim:<segment_bytes>:<j>.
 CLAIM_PREFIX = PREFIX + "claim:"
-#: Worker counters (a hash) in the sequence store.
+#: Counters (a hash) in the task store: fibod/counters.py.
 STATS_KEY = PREFIX + "stats"
+#: The segment layout every process must share, in the task store: fibod/agreement.py.
+LAYOUT_KEY = PREFIX + "layout"
 
 #: Counter fields of STATS_KEY.
 STAT_SEGMENTS_COMPUTED = "segments_computed"

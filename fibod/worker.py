@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import types
 from collections.abc import Callable
@@ -40,12 +41,13 @@ from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from fibod import keys, lengths, planner
+from fibod import agreement, keys, lengths, planner
 from fibod.affinity import pin_to_core
-from fibod.config import EX_CONFIG, Settings, startup_settings
+from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
+from fibod.redis_client import connect_task_store
 from fibod.sequences import SequenceStore
 from fibod.tasks import Task, TaskState, TaskStore
 
@@ -65,6 +67,8 @@ BACKOFF_S = 1.0
 BACKOFF_MAX_S = 16.0
 #: Longest step of a back-off sleep, so a stop request is noticed.
 BACKOFF_STEP_S = 0.2
+#: Exit status when the stack cannot be reached to check the settings (EX_TEMPFAIL).
+EX_TEMPFAIL = 75
 #: Signals that stop a worker: the first drains, a second ends it at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -394,9 +398,14 @@ def _where(msg: Message) -> str:
 
 
 def build_worker(settings: Settings) -> Worker:
-    """Wire a worker from settings (the real Kafka and Redis)."""
+    """Wire a worker from settings (the real Kafka and Redis), checking they agree.
+
+    Raises SettingsError when the settings disagree with the stack's.
+    """
     owner_id = f"{socket.gethostname()}:{os.getpid()}"
     consumer = Consumer(consumer_config(settings, f"fibod-worker-{os.getpid()}"))
+    agreement.check_partitions(consumer, settings)
+    agreement.check_layout(connect_task_store(settings), settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
@@ -423,7 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = startup_settings("worker", EX_CONFIG)
     configure_logging(settings)
     log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
-    worker = build_worker(settings)
+    try:
+        worker = build_worker(settings)
+    except SettingsError as exc:
+        print(f"fibod worker: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except (UnavailableError, KafkaException) as exc:
+        print(f"fibod worker: cannot check the settings against the stack: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     stop_on_signals(worker)
     worker.run()
     return 0
