@@ -41,3 +41,17 @@ def install_error_handlers(app: falcon.App, retry_after_s: int) -> None:
 
     app.add_error_handler(FibodError, fibod_error)
     app.add_error_handler(redis.RedisError, redis_error)
+    app.set_error_serializer(plain_error)
+
+
+def plain_error(_req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    """Give Falcon's own errors (404 route, 405 method) the shape of every other error.
+
+    One line of text/plain saying why, as the apps' and nginx's errors are
+    (docs/API.md); headers Falcon sets (Allow on a 405) stay.
+    """
+    reason = ex.title.lower() if ex.title else str(ex.status)
+    if ex.description:
+        reason = f"{reason}: {ex.description}"
+    resp.content_type = TEXT
+    resp.text = f"{reason}\n"
