@@ -1,0 +1,39 @@
+"""The rehearsal's network: hosts reach each other and the root namespace, nothing else."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+from tests.cluster.conftest import Rehearsal
+
+
+def test_no_namespace_has_a_way_out(rehearsal: Rehearsal) -> None:
+    subnet = str(rehearsal.inventory.network)
+    for host in rehearsal.inventory.hosts:
+        routes = rehearsal.netns_run(host, "ip", "-4", "route", "show").splitlines()
+        assert [route.split()[0] for route in routes] == [subnet], (host.name, routes)
+        assert rehearsal.netns_run(host, "ip", "-4", "route", "show", "default") == ""
+
+
+def test_the_root_namespace_reaches_the_entry_url(rehearsal: Rehearsal) -> None:
+    url = urlsplit(rehearsal.entry_url)
+    assert url.hostname == rehearsal.inventory.with_role("nginx")[0].address
+    for path in ("/myapp/fibo", "/myapp/fibotask"):
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        assert 400 <= response.status < 500, (path, response.status)
+
+
+def test_every_listener_binds_to_its_host_address(rehearsal: Rehearsal) -> None:
+    for host in rehearsal.inventory.hosts:
+        listeners = rehearsal.netns_run(host, "ss", "-H", "-l", "-t", "-n").splitlines()
+        local = {line.split()[3].rsplit(":", 1)[0] for line in listeners}
+        # workers listen nowhere; every other role somewhere, on its address only
+        expected = set() if host.roles == ("worker",) else {host.address}
+        assert local == expected, (host.name, listeners)
