@@ -172,7 +172,7 @@ def _check_cluster(inventory: Inventory, path: Path) -> None:
         seen = [getattr(host, what) for host in inventory.hosts]
         repeated = sorted({value for value in seen if seen.count(value) > 1})
         if repeated:
-            raise InventoryError(f"{path}: {what}s used twice: {', '.join(repeated)}")
+            raise InventoryError(f"{path}: the same {what} for two hosts: {', '.join(repeated)}")
     missing = [role for role in REQUIRED_ROLES if not inventory.with_role(role)]
     if missing:
         raise InventoryError(f"{path}: no host has the roles {', '.join(missing)}")

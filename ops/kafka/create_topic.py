@@ -23,6 +23,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
+    ClusterMetadata,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
@@ -84,9 +85,31 @@ def ensure_min_insync(admin: AdminClient, topic: str, want: int) -> str:
     return f", min.insync.replicas {have} -> {want}"
 
 
+def settled_topic(admin: AdminClient, topic: str, partitions: int) -> ClusterMetadata:
+    """Return metadata showing the topic's partitions, each with its replicas.
+
+    A new topic reaches each broker's metadata cache a moment after it is
+    created, and each request may ask another broker: wait a bounded time.
+    """
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    while True:
+        meta = admin.list_topics(topic=topic, timeout=REQUEST_TIMEOUT_S)
+        found = meta.topics.get(topic)
+        if (
+            found is not None
+            and found.error is None
+            and len(found.partitions) >= partitions
+            and all(p.replicas for p in found.partitions.values())
+        ):
+            return meta
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"topic {topic} does not show {partitions} partitions")
+        time.sleep(0.2)
+
+
 def describe(admin: AdminClient, topic: str) -> str:
     """Return one line on the topic: partitions, replicas, in-sync replicas."""
-    meta = admin.list_topics(topic=topic, timeout=REQUEST_TIMEOUT_S)
+    meta = settled_topic(admin, topic, 1)
     partitions = meta.topics[topic].partitions.values()
     factors = sorted({len(p.replicas) for p in partitions})
     in_sync = sum(1 for p in partitions if len(p.isrs) == len(p.replicas))
@@ -96,12 +119,6 @@ def describe(admin: AdminClient, topic: str) -> str:
         f"min.insync.replicas {min_insync(admin, topic)}, "
         f"{in_sync}/{len(partitions)} partitions with every replica in sync"
     )
-
-
-def replication_factor(admin: AdminClient, topic: str) -> int:
-    """Return the smallest replica count of the topic's partitions."""
-    meta = admin.list_topics(topic=topic, timeout=REQUEST_TIMEOUT_S).topics[topic]
-    return min(len(p.replicas) for p in meta.partitions.values())
 
 
 def ensure_topic(admin: AdminClient, settings: Settings, topic: str, partitions: int) -> str:
@@ -132,15 +149,11 @@ def ensure_topic(admin: AdminClient, settings: Settings, topic: str, partitions:
         action = "exists"
         if have > partitions:
             action += f" (with {have} partitions; Kafka cannot shrink a topic)"
-    # Metadata of a new topic reaches the broker's cache a moment later.
-    deadline = time.monotonic() + REQUEST_TIMEOUT_S
-    while partition_count(admin, topic) < partitions:
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"topic {topic} does not show {partitions} partitions")
-        time.sleep(0.2)
-    if replication_factor(admin, topic) != replicas:
+    meta = settled_topic(admin, topic, partitions).topics[topic]
+    have_replicas = min(len(p.replicas) for p in meta.partitions.values())
+    if have_replicas != replicas:
         raise RuntimeError(
-            f"topic {topic} has replication factor {replication_factor(admin, topic)}, "
+            f"topic {topic} has replication factor {have_replicas}, "
             f"FIBOD_KAFKA_REPLICATION_FACTOR is {replicas} (reassign its partitions)"
         )
     return action + ensure_min_insync(admin, topic, settings.kafka_min_insync_replicas)

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 from urllib.parse import urlsplit
 
 from tests.cluster.conftest import Rehearsal
+
+
+def bound_address(local: str) -> str:
+    """Return the IPv4 address of ss's local address (Java binds IPv4-mapped IPv6)."""
+    address = ipaddress.ip_address(local.rsplit(":", 1)[0].strip("[]"))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def test_no_namespace_has_a_way_out(rehearsal: Rehearsal) -> None:
@@ -33,7 +42,7 @@ def test_the_root_namespace_reaches_the_entry_url(rehearsal: Rehearsal) -> None:
 def test_every_listener_binds_to_its_host_address(rehearsal: Rehearsal) -> None:
     for host in rehearsal.inventory.hosts:
         listeners = rehearsal.netns_run(host, "ss", "-H", "-l", "-t", "-n").splitlines()
-        local = {line.split()[3].rsplit(":", 1)[0] for line in listeners}
+        local = {bound_address(line.split()[3]) for line in listeners}
         # workers listen nowhere; every other role somewhere, on its address only
         expected = set() if host.roles == ("worker",) else {host.address}
         assert local == expected, (host.name, listeners)
