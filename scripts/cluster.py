@@ -10,10 +10,12 @@ as it is, its environment holding that host's effective settings.
 Usage:
   cluster.py secrets --out FILE        new shared secrets (once per cluster)
   cluster.py render --host NAME        render one host (real machines too)
+  cluster.py converge                  make the Redis Cluster and the topic once, check
+                                       replicas and Sentinels (every host rendered here)
   cluster.py start-apps --host NAME    wait for the topic, start that host's apps
   cluster.py up | status | down        the rehearsal (root; make cluster-up ...)
 Each takes --inventory FILE (default ops/cluster/inventory.toml); render
-and up take --secrets FILE (default var/cluster/secrets.env).
+takes --secrets FILE (default var/cluster/secrets.env; up writes a new one).
 """
 
 from __future__ import annotations
@@ -74,9 +76,13 @@ class ClusterError(RuntimeError):
         self.logs = logs or []
 
 
+#: When this command started: each progress line tells the seconds since.
+STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    """Print one progress line."""
-    print(f"cluster: {message}", flush=True)
+    """Print one progress line, with the seconds since the command started."""
+    print(f"cluster: {time.monotonic() - STARTED:5.1f} s  {message}", flush=True)
 
 
 def show_logs(paths: list[Path]) -> None:
@@ -167,14 +173,19 @@ def start_supervisord(inventory: Inventory, host: Host) -> None:
 def start_apps(hosts: list[Host], wait_s: float) -> None:
     """Start the app programs of hosts; wait until supervisor has them RUNNING."""
     pending = {}
+    deadline = time.monotonic() + wait_s
     for host in hosts:
-        for info in processes(host):
+        # At boot supervisord may still be opening its socket.
+        while not (infos := processes(host)):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{host.name} supervisord", "does not answer on its socket")
+            time.sleep(POLL_S)
+        for info in infos:
             if PROGRAM_ROLES.get(info["group"]) in APP_ROLES:
                 name = f"{info['group']}:{info['name']}"
                 with contextlib.suppress(xmlrpc.client.Fault):  # already started
                     supervisor(host).startProcess(name, False)
                 pending[(host.name, name)] = host
-    deadline = time.monotonic() + wait_s
     while pending:
         for (host_name, name), host in list(pending.items()):
             info = supervisor(host).getProcessInfo(name)
@@ -362,20 +373,13 @@ def check_redis_layouts(inventory: Inventory, settings: Settings, wait_s: float)
     log(f"task store: primary {primary}, replicas {', '.join(replicas)}; {agreed}")
 
 
-def up(inventory: Inventory) -> str:
-    """Bring the rehearsal up (or check the running one); return the entry URL."""
-    if os.geteuid() != 0:
-        raise ClusterError("rehearsal", "needs root (network namespaces)")
-    started = time.monotonic()
-    state = rehearsal_state(inventory)
-    if state == "partial":
-        log("a partial rehearsal is there: taking it down first")
-        down(inventory)
-    if state == "running":
-        log("rehearsal already running: checking it")
-        revive(inventory)
-    else:
-        cold_start(inventory)
+def converge(inventory: Inventory) -> int:
+    """Wait for the stores and brokers; make the Redis Cluster and the topic once.
+
+    Needs every host rendered here (their settings) and reaches each one
+    over the network: the rehearsal runs it from the root namespace, an
+    operator from any machine that reaches the hosts. Returns the wait per part.
+    """
     kafka_host = inventory.with_role("kafka")[0]
     settings = settings_of(kafka_host)
     wait_s = settings.up_wait_s
@@ -390,6 +394,24 @@ def up(inventory: Inventory) -> str:
         kafka_host, ["ops/kafka/create_topic.py", "--wait-s", str(wait_s)], "kafka", kafka_logs
     )
     log(topic.removeprefix("kafka: "))
+    return wait_s
+
+
+def up(inventory: Inventory) -> str:
+    """Bring the rehearsal up (or check the running one); return the entry URL."""
+    if os.geteuid() != 0:
+        raise ClusterError("rehearsal", "needs root (network namespaces)")
+    started = time.monotonic()
+    state = rehearsal_state(inventory)
+    if state == "partial":
+        log("a partial rehearsal is there: taking it down first")
+        down(inventory)
+    if state == "running":
+        log("rehearsal already running: checking it")
+        revive(inventory)
+    else:
+        cold_start(inventory)
+    wait_s = converge(inventory)
     app_hosts = [h for h in inventory.hosts if set(h.roles) & set(APP_ROLES)]
     start_apps(app_hosts, wait_s)
     log(f"apps running on {', '.join(h.name for h in app_hosts)}")
@@ -507,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a failure prints one line naming the part, and its logs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=("secrets", "render", "start-apps", "up", "status", "down")
+        "command",
+        choices=("secrets", "render", "converge", "start-apps", "up", "status", "down"),
     )
     parser.add_argument("--inventory", type=Path, default=DEFAULT_INVENTORY)
     parser.add_argument("--host", help="render, start-apps: the host")
@@ -529,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 changed = render_host(inventory, host.name, args.secrets)
                 what = "updated: " + ", ".join(changed) if changed else "unchanged"
                 log(f"{host.name}: {state_dir(host) / 'conf'}/ {what}")
-            else:
+            elif set(host.roles) & set(APP_ROLES):
                 wait_s = settings_of(host).up_wait_s
                 run_with_settings(
                     host, ["ops/kafka/create_topic.py", "--check", "--wait-s", str(wait_s)],
@@ -537,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 start_apps([host], wait_s)
                 log(f"{host.name}: apps running")
+        elif args.command == "converge":
+            converge(inventory)
         elif args.command == "up":
             print(up(inventory), flush=True)
         elif args.command == "status":

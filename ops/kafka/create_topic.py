@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -64,10 +64,23 @@ def partition_count(admin: AdminClient, topic: str) -> int:
 
 
 def min_insync(admin: AdminClient, topic: str) -> int:
-    """Return the topic's min.insync.replicas."""
+    """Return the topic's min.insync.replicas.
+
+    The broker asked may not know a topic created a moment ago on another
+    one (UNKNOWN_TOPIC_OR_PART): ask again for a bounded time.
+    """
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    configs = admin.describe_configs([resource], request_timeout=REQUEST_TIMEOUT_S)[resource]
-    return int(configs.result()["min.insync.replicas"].value)
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    while True:
+        future = admin.describe_configs([resource], request_timeout=REQUEST_TIMEOUT_S)[resource]
+        try:
+            return int(future.result()["min.insync.replicas"].value)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
 
 
 def ensure_min_insync(admin: AdminClient, topic: str, want: int) -> str:

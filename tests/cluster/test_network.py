@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 from urllib.parse import urlsplit
+
+from health import http_status
 
 from tests.cluster.conftest import Rehearsal
 
@@ -29,14 +30,8 @@ def test_the_root_namespace_reaches_the_entry_url(rehearsal: Rehearsal) -> None:
     url = urlsplit(rehearsal.entry_url)
     assert url.hostname == rehearsal.inventory.with_role("nginx")[0].address
     for path in ("/myapp/fibo", "/myapp/fibotask"):
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-        finally:
-            conn.close()
-        assert 400 <= response.status < 500, (path, response.status)
+        status = http_status(url.hostname, url.port or 80, path)
+        assert 400 <= status < 500, (path, status)
 
 
 def test_every_listener_binds_to_its_host_address(rehearsal: Rehearsal) -> None:
