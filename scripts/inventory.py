@@ -39,8 +39,8 @@ ROLE_PROGRAMS = {
     "worker": ("worker.conf",),
     "kafka": ("kafka.conf",),
     "task-redis": ("task-redis.conf",),
-    "sequence-redis": ("sequence-node.conf",),
-    "sentinel": ("sentinel.conf",),
+    "sequence-redis": ("cluster/sequence-node.conf",),
+    "sentinel": ("cluster/sentinel.conf",),
 }
 #: Supervisor program (group) name -> role, for status lines.
 PROGRAM_ROLES = {
