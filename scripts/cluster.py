@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.geteuid() != 0:
                 raise ClusterError("rehearsal", "needs root (network namespaces)")
             down(inventory)
-    except InventoryError as exc:
+    except (InventoryError, SettingsError) as exc:
         print(f"cluster: {exc}", file=sys.stderr)
         return 2
     except (ClusterError, netns.NetError) as exc:

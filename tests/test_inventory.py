@@ -77,6 +77,9 @@ def test_each_host_listens_on_its_address_and_runs_its_roles_only(
     assert everyone["nginx"].fetch_upstreams == "10.77.0.11:8002,10.77.0.12:8002"
     assert everyone["api-a"].base_url == "http://10.77.0.10:8080"
     assert (everyone["worker-a"].workers, everyone["worker-a"].worker_pin) == ("1", 0)
+    # a host's own settings apply to it alone
+    assert everyone["seq-a"].sequence_maxmemory == "1gb"
+    assert everyone["worker-a"].sequence_maxmemory == Settings().sequence_maxmemory
 
 
 def test_rendering_a_host_writes_its_role_configs(secrets: Path, tmp_path: Path) -> None:
