@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: deps install up down status test unit bench lint settings-doc clean
+.PHONY: deps install up down status test unit bench lint settings-doc clean \
+	cluster-up cluster-status cluster-down cluster-test
 
 # Debian packages (redis-server, nginx, Java, Maven, ...): installs only what is missing.
 deps:
@@ -27,6 +28,23 @@ down:
 
 status:
 	bash scripts/status.sh
+
+# The multi-host rehearsal: every host of ops/cluster/inventory.toml in a
+# network namespace of this machine (root). docs/DEPLOYMENT.md.
+cluster-up: deps install
+	bash ops/kafka/fetch.sh
+	$(PY) scripts/cluster.py up
+
+cluster-status:
+	$(PY) scripts/cluster.py status
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(PY) scripts/cluster.py down; else echo "cluster: no .venv, nothing to stop"; fi
+
+# Infrastructure tests of the rehearsal: they bring it up and take it down.
+cluster-test: deps install
+	bash ops/kafka/fetch.sh
+	$(PY) -m pytest -q tests/cluster --cluster
 
 # Unit tests need no servers; integration tests start the stack themselves.
 test: deps install

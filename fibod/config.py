@@ -318,6 +318,27 @@ class Settings:
         pattern=r"[0-9]+@[^\s,@]+:[0-9]+(,[0-9]+@[^\s,@]+:[0-9]+)*",
         derive=lambda s: f"{s['kafka_node_id']}@{s['listen_address']}:{s['kafka_controller_port']}",
     )
+    kafka_cluster_id: str = setting(
+        "",
+        "KRaft cluster id every node is formatted with (22 base64url characters); "
+        "empty = each node makes its own on first start (one machine)",
+        scope=STACK,
+        pattern=r"([A-Za-z0-9_-]{22})?",
+    )
+    kafka_broker_session_timeout_ms: int = setting(
+        9_000,
+        "a broker silent this long is fenced out of the ISRs (broker.session.timeout.ms)",
+        scope=STACK,
+        minimum=500,
+        maximum=300_000,
+    )
+    kafka_broker_heartbeat_ms: int = setting(
+        2_000,
+        "broker heartbeat to the controller (broker.heartbeat.interval.ms; below the session)",
+        scope=STACK,
+        minimum=100,
+        maximum=60_000,
+    )
     kafka_replication_factor: int = setting(
         1, "replicas of the task topic and of Kafka's internal topics", minimum=1, maximum=7
     )
@@ -338,6 +359,13 @@ class Settings:
         scope=STACK,
         minimum=1,
         maximum=16,
+    )
+    sequence_redis_node_timeout_ms: int = setting(
+        2_000,
+        "Redis Cluster: a node silent this long is failed over (cluster-node-timeout)",
+        scope=STACK,
+        minimum=100,
+        maximum=600_000,
     )
     task_redis_sentinels: str = setting(
         "",
@@ -371,6 +399,34 @@ class Settings:
     sentinel_quorum: int = setting(
         2, "Sentinels that must agree the primary is down", scope=STACK, minimum=1, maximum=9
     )
+    sentinel_down_after_ms: int = setting(
+        2_000,
+        "a primary silent this long is down for a Sentinel (down-after-milliseconds)",
+        scope=STACK,
+        minimum=100,
+        maximum=600_000,
+    )
+    sentinel_failover_timeout_ms: int = setting(
+        10_000,
+        "Sentinel: longest failover before another Sentinel may retry it",
+        scope=STACK,
+        minimum=1_000,
+        maximum=3_600_000,
+    )
+    upstream_max_fails: int = setting(
+        2,
+        "nginx: failed tries that take an app server out (ignored with one server)",
+        scope=STACK,
+        minimum=0,
+        maximum=100,
+    )
+    upstream_fail_timeout_s: int = setting(
+        5,
+        "nginx: window of those failures, and how long the server then stays out, seconds",
+        scope=STACK,
+        minimum=1,
+        maximum=3600,
+    )
     submit_upstreams: str = setting(
         "",
         "nginx: submit app servers host:port,... (derived: LISTEN_ADDRESS:SUBMIT_PORT)",
@@ -394,14 +450,18 @@ class Settings:
     )
     # --- Scripts, tests and benchmarks ------------------------------------------
     up_wait_s: int = setting(
-        90, "`make up`: longest wait for each part", scope=SCRIPT, minimum=1, maximum=3600
+        90,
+        "`make up`, `make cluster-up`: longest wait for each part",
+        scope=SCRIPT,
+        minimum=1,
+        maximum=3600,
     )
     up_skip_apps: int = setting(
         0, "`make up`: 1 = start only Redis, Kafka and nginx", scope=SCRIPT, minimum=0, maximum=1
     )
     down_wait_s: int = setting(
         180,
-        "`make down`: longest wait for supervisord to stop",
+        "`make down`, `make cluster-down`: longest wait for supervisord to stop",
         scope=SCRIPT,
         minimum=1,
         maximum=3600,

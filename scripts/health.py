@@ -47,13 +47,18 @@ def wait(check: Callable[[], tuple[bool, str]], wait_s: float) -> tuple[bool, st
 
 
 def check_redis(settings: Settings, store: str) -> Callable[[], tuple[bool, str]]:
-    """Return a check that PINGs one Redis server with the password."""
+    """Return a check that PINGs one store's Redis server with the password."""
+    url = settings.task_redis_url if store == "task" else settings.sequence_redis_url
+    return check_redis_url(url, settings.redis_password, f"{store}-redis")
+
+
+def check_redis_url(url: str, password: str, label: str) -> Callable[[], tuple[bool, str]]:
+    """Return a check that PINGs the Redis server (or Sentinel) at url."""
     import redis
 
-    url = settings.task_redis_url if store == "task" else settings.sequence_redis_url
     client = redis.Redis.from_url(
         url,
-        password=settings.redis_password,
+        password=password,
         socket_timeout=PROBE_TIMEOUT_S,
         socket_connect_timeout=PROBE_TIMEOUT_S,
     )
@@ -63,12 +68,12 @@ def check_redis(settings: Settings, store: str) -> Callable[[], tuple[bool, str]
             client.ping()
             info = client.info("memory")
         except redis.RedisError as exc:
-            return False, f"{store}-redis {url}: {exc}"
+            return False, f"{label} {url}: {exc}"
         finally:
             client.close()
         used = info.get("used_memory_human", "?")
         policy = info.get("maxmemory_policy", "?")
-        return True, f"{store}-redis {url}: PONG, {used} used, policy {policy}"
+        return True, f"{label} {url}: PONG, {used} used, policy {policy}"
 
     return check
 

@@ -26,6 +26,7 @@ import secrets
 import shlex
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fibod.config import Settings, SettingsError, load
 
@@ -41,6 +42,9 @@ TEMPLATES = {
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
     ROOT / "ops" / "redis" / "sequence-store.conf.in": ("sequence-store.conf", True),
 }
+#: Templates of the parts that exist only across hosts, rendered when set up.
+SENTINEL_TEMPLATE = ROOT / "ops" / "redis" / "sentinel.conf.in"
+SEQUENCE_NODE_TEMPLATE = ROOT / "ops" / "redis" / "sequence-node.conf.in"
 #: The effective settings, under <state dir>/conf/.
 EFFECTIVE_NAME = "fibod.env"
 
@@ -80,6 +84,18 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     tmp.replace(path)
 
 
+def new_secrets() -> list[str]:
+    """Return the lines of a settings file that set fresh secrets."""
+    return [
+        "# Password of every Redis server (and Sentinel).",
+        f"FIBOD_REDIS_PASSWORD={secrets.token_hex(24)}",
+        "",
+        "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off.",
+        f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
+        "",
+    ]
+
+
 def write_new_settings_file(path: Path) -> None:
     """Write a settings file holding fresh secrets and pointers to the rest."""
     text = "\n".join(
@@ -90,12 +106,7 @@ def write_new_settings_file(path: Path) -> None:
             "# `python -m fibod.config --markdown`), then `make up` to apply. FIBOD_*",
             "# variables in the environment of `make up` override this file.",
             "",
-            "# Password of both Redis servers.",
-            f"FIBOD_REDIS_PASSWORD={secrets.token_hex(24)}",
-            "",
-            "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off.",
-            f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
-            "",
+            *new_secrets(),
         ]
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +132,45 @@ def template_values(settings: Settings) -> dict[str, str]:
     # Workers of a root master would switch to `nobody`, who may not reach a
     # repo under /root; as another user the directive is moot.
     values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if os.geteuid() == 0 else ""
+    # nginx: one `server` line per app server; a request tries each at most once.
+    for app, upstreams in (
+        ("SUBMIT", settings.submit_upstreams),
+        ("FETCH", settings.fetch_upstreams),
+        ("VIP", settings.vip_upstreams),
+    ):
+        servers = upstreams.split(",")
+        values[f"FIBOD_{app}_SERVERS"] = "\n        ".join(
+            f"server {server} max_fails={settings.upstream_max_fails} "
+            f"fail_timeout={settings.upstream_fail_timeout_s}s;"
+            for server in servers
+        )
+        values[f"FIBOD_{app}_TRIES"] = str(len(servers))
+    # Redis: a task-store replica follows its primary; Sentinels watch the primary.
+    replica_of = settings.task_redis_replica_of.replace(":", " ")
+    values["FIBOD_TASK_REDIS_REPLICAOF_DIRECTIVE"] = f"replicaof {replica_of}" if replica_of else ""
+    primary = urlsplit(settings.task_redis_url)
+    values["FIBOD_TASK_REDIS_PRIMARY_HOST"] = primary.hostname or settings.listen_address
+    values["FIBOD_TASK_REDIS_PRIMARY_PORT"] = str(primary.port or settings.task_redis_port)
     return values
+
+
+def optional_templates(settings: Settings) -> list[tuple[Path, str, dict[str, str], str]]:
+    """Return (template, file name, extra values, data folder) of cross-host parts.
+
+    The sequence store's cluster nodes exist when FIBOD_SEQUENCE_REDIS_CLUSTER
+    is set, the Sentinel when FIBOD_TASK_REDIS_SENTINELS is; one machine
+    renders neither.
+    """
+    parts: list[tuple[Path, str, dict[str, str], str]] = []
+    if settings.sequence_redis_cluster:
+        for index in range(settings.sequence_redis_nodes):
+            port = str(settings.sequence_redis_port + index)
+            extra = {"FIBOD_NODE_INDEX": str(index), "FIBOD_NODE_PORT": port}
+            node = f"sequence-node-{index}"
+            parts.append((SEQUENCE_NODE_TEMPLATE, f"{node}.conf", extra, f"redis/{node}"))
+    if settings.task_redis_sentinels:
+        parts.append((SENTINEL_TEMPLATE, "sentinel.conf", {}, "sentinel"))
+    return parts
 
 
 def render(text: str, values: dict[str, str], source: Path) -> str:
@@ -148,10 +197,14 @@ def render_all(settings: Settings) -> list[str]:
     for sub in STATE_DIRS:
         (state / sub).mkdir(parents=True, exist_ok=True)
     values = template_values(settings)
+    jobs = [(source, name, private, values) for source, (name, private) in TEMPLATES.items()]
+    for source, name, extra, data_dir in optional_templates(settings):
+        jobs.append((source, name, True, values | extra))
+        (state / data_dir).mkdir(parents=True, exist_ok=True)
     changed = []
-    for source, (name, private) in TEMPLATES.items():
+    for source, name, private, job_values in jobs:
         if write_if_changed(
-            state / "conf" / name, render(source.read_text(), values, source), private
+            state / "conf" / name, render(source.read_text(), job_values, source), private
         ):
             changed.append(name)
     env_text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.to_env().items())

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Run the single-node Kafka broker in the foreground (supervisor's child).
+# Run this host's Kafka node in the foreground (supervisor's child).
 #
 # Formats the KRaft storage on first start with a cluster id kept in
-# <state dir>/kafka/cluster.id, then execs java so supervisor signals the
-# JVM itself. FIBOD_STATE_DIR and FIBOD_KAFKA_HEAP come from the effective
+# <state dir>/kafka/cluster.id (FIBOD_KAFKA_CLUSTER_ID when several nodes
+# share one), then execs java so supervisor signals the JVM itself. FIBOD_STATE_DIR and FIBOD_KAFKA_HEAP come from the effective
 # settings in the environment (supervisord passes them on).
 set -euo pipefail
 
@@ -38,9 +38,12 @@ jvm_props=(
 )
 classpath="$lib/*"
 
-# A formatted data dir keeps its cluster id; reusing it avoids
+# Several nodes share the id the renderer generated (FIBOD_KAFKA_CLUSTER_ID).
+# Alone, a formatted data dir keeps its cluster id; reusing it avoids
 # "Invalid cluster.id" when var/kafka/cluster.id was lost.
-if [[ -f $data/meta.properties ]]; then
+if [[ -n ${FIBOD_KAFKA_CLUSTER_ID:-} ]]; then
+    echo "$FIBOD_KAFKA_CLUSTER_ID" >"$idfile"
+elif [[ -f $data/meta.properties ]]; then
     sed -n 's/^cluster\.id=//p' "$data/meta.properties" >"$idfile"
 fi
 if [[ ! -s $idfile ]]; then

@@ -1,0 +1,1 @@
+"""Infrastructure tests of the multi-host rehearsal (make cluster-test; root)."""

@@ -1,0 +1,81 @@
+"""The stores across hosts: a crossed Redis Cluster, a replicated task store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import redis
+from inventory import Host
+
+from tests.cluster.conftest import Rehearsal
+
+
+def redis_cli(rehearsal: Rehearsal, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run redis-cli from the root namespace with the shared password."""
+    return subprocess.run(
+        ["redis-cli", *args],
+        env=os.environ | {"REDISCLI_AUTH": rehearsal.password},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def sequence_nodes(rehearsal: Rehearsal) -> list[tuple[Host, str]]:
+    """Every node of the sequence store's cluster, with its host."""
+    nodes = []
+    for host in rehearsal.inventory.with_role("sequence-redis"):
+        settings = rehearsal.settings(host)
+        for i in range(settings.sequence_redis_nodes):
+            nodes.append((host, f"{host.address}:{settings.sequence_redis_port + i}"))
+    return nodes
+
+
+def test_redis_cli_finds_the_cluster_whole(rehearsal: Rehearsal) -> None:
+    first = sequence_nodes(rehearsal)[0][1]
+    result = redis_cli(rehearsal, "--cluster", "check", first)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[OK] All 16384 slots covered." in result.stdout
+    assert "keys in 3 masters." in result.stdout
+
+
+def test_every_master_has_its_replica_on_another_host(rehearsal: Rehearsal) -> None:
+    # given CLUSTER NODES as one node sees it
+    first = sequence_nodes(rehearsal)[0][1]
+    host, port = first.split(":")
+    text = redis_cli(rehearsal, "-h", host, "-p", port, "cluster", "nodes").stdout
+    rows = [line.split() for line in text.splitlines()]
+    where = {row[0]: row[1].split(":")[0] for row in rows}
+    masters = [row for row in rows if "master" in row[2].split(",")]
+    replicas = [row for row in rows if "slave" in row[2].split(",")]
+    # then 3 masters on 3 hosts, each followed by one replica elsewhere
+    assert len(masters) == 3 and len(replicas) == 3
+    assert len({where[m[0]] for m in masters}) == 3
+    for master in masters:
+        followers = [r for r in replicas if r[3] == master[0]]
+        assert len(followers) == 1, master
+        assert where[followers[0][0]] != where[master[0]]
+
+
+def test_the_task_replica_is_attached_and_the_sentinels_name_the_primary(
+    rehearsal: Rehearsal,
+) -> None:
+    primary_host, replica_host = rehearsal.inventory.with_role("task-redis")
+    port = rehearsal.settings(primary_host).task_redis_port
+    primary = redis.Redis(primary_host.address, port, password=rehearsal.password)
+    info = primary.info("replication")
+    assert info["role"] == "master"
+    assert info["connected_slaves"] == 1
+    assert info["slave0"]["ip"] == replica_host.address
+    assert info["slave0"]["state"] == "online"
+    replica = redis.Redis(replica_host.address, port, password=rehearsal.password)
+    assert replica.info("replication")["master_link_status"] == "up"
+    for host in rehearsal.inventory.with_role("sentinel"):
+        settings = rehearsal.settings(host)
+        result = redis_cli(
+            rehearsal, "-h", host.address, "-p", str(settings.sentinel_port),
+            "sentinel", "get-master-addr-by-name", settings.task_redis_master_name,
+        )  # fmt: skip
+        assert result.stdout.split() == [primary_host.address, str(port)], host.name
