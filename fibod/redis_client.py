@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import OutOfMemoryError, RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from fibod.config import Settings
@@ -27,6 +29,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: Retries of a Redis Cluster command that met a moved slot or a dead master.
+CLUSTER_RETRIES = 3
 #: A client of either store: one server, or a Redis Cluster.
 RedisClient = redis.Redis | RedisCluster
 
@@ -88,9 +92,9 @@ def connect_sequence_store(settings: Settings) -> RedisClient:
     return RedisCluster(
         startup_nodes=nodes,
         decode_responses=False,
-        # A failover takes a few seconds: re-read the slot map on errors
+        # A failover takes a few seconds: retry with the slot map read again
         # rather than fail the first command that meets the dead master.
-        cluster_error_retry_attempts=3,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), CLUSTER_RETRIES),
         **_client_options(settings),  # type: ignore[arg-type]
     )
 

@@ -230,12 +230,15 @@ def rehearsal_pids(inventory: Inventory) -> list[int]:
 
 
 def rehearsal_state(inventory: Inventory) -> str:
-    """Return running (every host up), absent (nothing there) or partial."""
+    """Return running (its network there), absent (nothing there) or partial.
+
+    A running rehearsal may have hosts killed or cut off (fault tests do
+    that); `up` heals them rather than starting over.
+    """
     spaces = set(netns.namespaces(inventory.namespace_prefix))
     bridge = inventory.bridge in netns.links()
-    running = [host for host in inventory.hosts if supervisord_pid(host)]
     every_namespace = spaces == {inventory.namespace(h) for h in inventory.hosts}
-    if bridge and every_namespace and len(running) == len(inventory.hosts):
+    if bridge and every_namespace:
         return "running"
     if not spaces and not bridge and not rehearsal_pids(inventory):
         return "absent"
@@ -280,7 +283,7 @@ def cold_start(inventory: Inventory) -> None:
     netns.create_bridge(inventory.bridge, inventory.gateway(), prefix_len)
     for host in inventory.hosts:
         netns.add_namespace(
-            inventory.bridge, inventory.namespace(host), netns.VETH_PREFIX + host.name,
+            inventory.bridge, inventory.namespace(host), netns.veth(host.name),
             host.address, prefix_len,
         )  # fmt: skip
     log(f"network {inventory.network} on {inventory.bridge}: {len(inventory.hosts)} namespaces")
@@ -297,6 +300,18 @@ def cold_start(inventory: Inventory) -> None:
     for host in inventory.hosts:
         start_supervisord(inventory, host)
     log(f"started {len(inventory.hosts)} supervisords")
+
+
+def heal(inventory: Inventory) -> None:
+    """Reconnect hosts cut off, start the supervisord of hosts killed whole."""
+    for host in inventory.hosts:
+        link = netns.veth(host.name)
+        if not netns.link_is_up(link):
+            log(f"{host.name}: reconnecting ({link} was down)")
+            netns.set_link(link, up=True)
+        if supervisord_pid(host) is None:
+            log(f"{host.name}: starting its supervisord again (the host was killed)")
+            start_supervisord(inventory, host)
 
 
 def revive(inventory: Inventory) -> None:
@@ -408,6 +423,7 @@ def up(inventory: Inventory) -> str:
         down(inventory)
     if state == "running":
         log("rehearsal already running: checking it")
+        heal(inventory)
         revive(inventory)
     else:
         cold_start(inventory)

@@ -57,6 +57,25 @@ def add_namespace(bridge: str, namespace: str, veth: str, address: str, prefix_l
     ip("-n", namespace, "link", "set", "eth0", "up")
 
 
+def veth(host_name: str) -> str:
+    """Return the host-side veth of a host's namespace."""
+    return VETH_PREFIX + host_name
+
+
+def set_link(name: str, up: bool) -> None:
+    """Bring a root-namespace link up or down (down on the host side cuts a host off).
+
+    The route inside the namespace stays (`linkdown`), so both directions
+    time out as on a real network cut, rather than failing at once.
+    """
+    ip("link", "set", name, "up" if up else "down")
+
+
+def link_is_up(name: str) -> bool:
+    """Tell whether a root-namespace link is administratively up."""
+    return "UP" in ip("-o", "link", "show", name).split(">")[0]
+
+
 def pids(namespace: str) -> list[int]:
     """Return the pids of the processes in the namespace (none if it is gone)."""
     return [int(p) for p in ip("netns", "pids", namespace, check=False).split()]
