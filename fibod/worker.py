@@ -262,7 +262,11 @@ class Worker:
         text_bytes = lengths.text_bytes(0, sn)
         if self.tasks.mark_ready(task.id, sn, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
-        log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
+            log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
+        else:
+            # another worker took the task over (this one was cut off or too
+            # slow) or finished it: its state is theirs to write, not ours
+            log.warning("task %s: built here, but no longer ours to mark ready", task.id)
 
     def run_help(self, message: QueueMessage) -> None:
         """Compute unclaimed missing segments of someone else's task."""

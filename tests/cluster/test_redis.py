@@ -59,23 +59,29 @@ def test_every_master_has_its_replica_on_another_host(rehearsal: Rehearsal) -> N
         assert where[followers[0][0]] != where[master[0]]
 
 
-def test_the_task_replica_is_attached_and_the_sentinels_name_the_primary(
+def test_the_task_replicas_are_attached_and_the_sentinels_name_the_primary(
     rehearsal: Rehearsal,
 ) -> None:
-    primary_host, replica_host = rehearsal.inventory.with_role("task-redis")
-    port = rehearsal.settings(primary_host).task_redis_port
-    primary = redis.Redis(primary_host.address, port, password=rehearsal.password)
-    info = primary.info("replication")
-    assert info["role"] == "master"
-    assert info["connected_slaves"] == 1
-    assert info["slave0"]["ip"] == replica_host.address
-    assert info["slave0"]["state"] == "online"
-    replica = redis.Redis(replica_host.address, port, password=rehearsal.password)
-    assert replica.info("replication")["master_link_status"] == "up"
+    # one task-store server is the primary (which one may have changed with a
+    # failover), every other one follows it, and every Sentinel names it
+    hosts = rehearsal.inventory.with_role("task-redis")
+    port = rehearsal.settings(hosts[0]).task_redis_port
+    servers = {h.address: redis.Redis(h.address, port, password=rehearsal.password) for h in hosts}
+    roles = {address: r.info("replication") for address, r in servers.items()}
+    primaries = [a for a, info in roles.items() if info["role"] == "master"]
+    assert len(primaries) == 1, roles
+    primary = primaries[0]
+    info = roles[primary]
+    assert info["connected_slaves"] == len(hosts) - 1
+    followers = {info[f"slave{i}"]["ip"] for i in range(len(hosts) - 1)}
+    assert followers == set(servers) - {primary}
+    assert all(info[f"slave{i}"]["state"] == "online" for i in range(len(hosts) - 1))
+    for address in set(servers) - {primary}:
+        assert roles[address]["master_link_status"] == "up", address
     for host in rehearsal.inventory.with_role("sentinel"):
         settings = rehearsal.settings(host)
         result = redis_cli(
             rehearsal, "-h", host.address, "-p", str(settings.sentinel_port),
             "sentinel", "get-master-addr-by-name", settings.task_redis_master_name,
         )  # fmt: skip
-        assert result.stdout.split() == [primary_host.address, str(port)], host.name
+        assert result.stdout.split() == [primary, str(port)], host.name
