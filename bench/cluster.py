@@ -72,14 +72,15 @@ def wait_ready(base: str, task_id: str, timeout_s: float = 600) -> dict[str, obj
     raise SystemExit(f"task {task_id} not ready in {timeout_s} s")
 
 
-def cold_run(base: str, store: SequenceStore, sn: int) -> tuple[float, int]:
-    """Clear the store, compute sn; return (seconds submit to ready, segments)."""
+def cold_run(base: str, store: SequenceStore, sn: int) -> tuple[float, int, str]:
+    """Clear the store, compute sn; return (seconds submit to ready, segments, task id)."""
     store.clear()
     started = time.perf_counter()
-    task = wait_ready(base, submit(base, sn))
+    task_id = submit(base, sn)
+    task = wait_ready(base, task_id)
     elapsed = time.perf_counter() - started
     assert task["state"] == "ready", task
-    return elapsed, len(store.layout.covering(sn))
+    return elapsed, len(store.layout.covering(sn)), task_id
 
 
 def scaling(base: str, store: SequenceStore, sn: int, rounds: int) -> list[str]:
@@ -93,7 +94,7 @@ def scaling(base: str, store: SequenceStore, sn: int, rounds: int) -> list[str]:
             else:
                 other.startProcessGroup("worker", True)
                 time.sleep(12)  # the group rebalances; partitions spread again
-            seconds, segments = cold_run(base, store, sn)
+            seconds, segments, _ = cold_run(base, store, sn)
             rates[workers].append(segments / seconds)
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     return [
@@ -126,8 +127,7 @@ def reference_sha256(sn: int) -> tuple[int, str]:
 
 
 def largest(base: str, store: SequenceStore, sn: int) -> list[str]:
-    seconds, segments = cold_run(base, store, sn)
-    task_id = submit(base, sn)  # ready at once: every segment is stored
+    seconds, segments, task_id = cold_run(base, store, sn)
     hasher, size = hashlib.sha256(), 0
     started = time.perf_counter()
     with urllib.request.urlopen(f"{base}/myapp/fibotask?id={task_id}", timeout=600) as resp:
@@ -162,13 +162,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sn", type=int, default=100_000)
     parser.add_argument("--skip-largest", action="store_true")
+    parser.add_argument("--skip-scaling", action="store_true")
     args = parser.parse_args()
     worker = host_settings("worker-a")
     base = host_settings("nginx").base_url
     store = SequenceStore.from_settings(worker)
     print("| figure | measured |\n|---|---|")
-    for row in scaling(base, store, args.sn, args.rounds):
-        print(row, flush=True)
+    if not args.skip_scaling:
+        for row in scaling(base, store, args.sn, args.rounds):
+            print(row, flush=True)
     for row in spread(store):
         print(row, flush=True)
     if not args.skip_largest:
