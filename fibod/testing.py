@@ -16,6 +16,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from fibod.errors import UnavailableError
+from fibod.planner import Claim
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout
 from fibod.tasks import Task, TaskState, absent_task_error, may_finish, may_progress, new_task
@@ -48,20 +49,19 @@ class MemorySequenceStore:
     def missing(self, js: Sequence[int]) -> list[int]:
         return [j for j in js if j not in self.segments]
 
-    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
+    def claim_unless_stored(self, j: int, owner: str, lease_ms: int) -> Claim:
+        if j in self.segments:
+            return Claim.STORED
         if j in self.claims:
-            return False
+            return Claim.TAKEN
         self.claims[j] = owner
-        return True
+        return Claim.CLAIMED
 
-    def release(self, j: int, owner: str) -> bool:
-        if self.claims.get(j) != owner:
-            return False
-        del self.claims[j]
-        return True
-
-    def claimed(self, js: Sequence[int]) -> list[bool]:
-        return [j in self.claims for j in js]
+    def store_and_release(self, j: int, segment: bytes, owner: str) -> bool:
+        wrote = self.put(j, segment)
+        if self.claims.get(j) == owner:
+            del self.claims[j]
+        return wrote
 
     def count(self, **deltas: int) -> None:
         self.counters.update(deltas)
@@ -71,6 +71,35 @@ class MemorySequenceStore:
             return False
         del self.segments[j]
         return True
+
+
+class MemoryWorkList:
+    """The work list's interface over dicts (fibod/worklist.py)."""
+
+    def __init__(self) -> None:
+        self.todo: dict[str, list[int]] = {}
+        self.reports: dict[str, list[int]] = {}
+
+    def publish(self, task_id: str, js: list[int]) -> None:
+        self.todo[task_id] = list(js)
+        self.reports[task_id] = []
+
+    def take(self, task_id: str) -> int | None:
+        todo = self.todo.get(task_id)
+        return todo.pop(0) if todo else None
+
+    def report_and_take(self, task_id: str, j: int) -> int | None:
+        if task_id in self.reports:
+            self.reports[task_id].append(j)
+        return self.take(task_id)
+
+    def wait(self, task_id: str, timeout_s: float) -> list[int]:
+        got, self.reports[task_id] = self.reports.get(task_id, []), []
+        return got
+
+    def finish(self, task_id: str) -> None:
+        self.todo.pop(task_id, None)
+        self.reports.pop(task_id, None)
 
 
 class MemoryTaskStore:

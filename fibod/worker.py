@@ -46,17 +46,20 @@ from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
+from fibod.planner import Claim
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
 from fibod.sequences import SequenceStore
 from fibod.tasks import Task, TaskState, TaskStore
+from fibod.worklist import WorkList
 
 log = logging.getLogger("fibod.worker")
 
 #: Seconds an idle consumer blocks in poll().
 POLL_TIMEOUT_S = 1.0
-#: Seconds between store checks while others compute our segments.
-WAIT_STEP_S = 0.005
+#: Longest wait for a helper's report before the owner looks at the store
+#: itself (a helper may have died holding a segment).
+WAIT_REPORT_S = 0.5
 #: Seconds between consumer polls (paused) during a long unit.
 KEEPALIVE_EVERY_S = 0.2
 #: Seconds between progress updates of a running task.
@@ -125,6 +128,20 @@ class TaskUpdater(Protocol):
     def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool: ...
 
 
+class WorkQueue(Protocol):
+    """A task's work list (fibod/worklist.py): hands segments out, carries reports."""
+
+    def publish(self, task_id: str, js: list[int]) -> None: ...
+
+    def take(self, task_id: str) -> int | None: ...
+
+    def report_and_take(self, task_id: str, j: int) -> int | None: ...
+
+    def wait(self, task_id: str, timeout_s: float) -> list[int]: ...
+
+    def finish(self, task_id: str) -> None: ...
+
+
 class SegmentWriter(planner.SegmentStore, Protocol):
     """The part of the sequence store the worker uses."""
 
@@ -143,6 +160,7 @@ class Worker:
         publisher: HelpPublisher,
         tasks: TaskUpdater,
         sequences: SegmentWriter,
+        work: WorkQueue,
         owner_id: str,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -153,7 +171,9 @@ class Worker:
         self.sequences = sequences
         self.layout = sequences.layout
         self.owner_id = owner_id
+        self.work = work
         self.builder = planner.SegmentBuilder(sequences, owner_id, settings.claim_lease_ms)
+        self._last_progress = 0.0
         self.stopping = False
         self._unit: TopicPartition | None = None
         self._revoked = False
@@ -253,12 +273,15 @@ class Worker:
         js = planner.task_segments(self.layout, sn)
         missing = self.sequences.missing(js)
         self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
-        if len(missing) > 1:
-            self._ask_for_help(message, len(missing))
-        # Each missing segment is built (or waited for) once. One evicted
-        # afterwards is not built again: the fetch computes what it lacks,
-        # so a result larger than the store never makes a worker loop.
-        self._build_all(missing, task.id, sn)
+        if missing:
+            self.work.publish(task.id, missing)
+            if len(missing) > 1:
+                self._ask_for_help(message, len(missing))
+            # Each missing segment is built (or waited for) once. One evicted
+            # afterwards is not built again: the fetch computes what it lacks,
+            # so a result larger than the store never makes a worker loop.
+            self._build_all(task.id, sn, missing)
+            self.work.finish(task.id)
         text_bytes = lengths.text_bytes(0, sn)
         if self.tasks.mark_ready(task.id, sn, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
@@ -269,51 +292,58 @@ class Worker:
             log.warning("task %s: built here, but no longer ours to mark ready", task.id)
 
     def run_help(self, message: QueueMessage) -> None:
-        """Compute unclaimed missing segments of someone else's task."""
-        task = self.tasks.get(message.task_id)
-        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
-            return
-        if message.sn > self.settings.max_sn:
-            return
-        js = planner.task_segments(self.layout, message.sn)
-        self._build_unclaimed(self.sequences.missing(js))
+        """Compute segments of someone else's task, taken from its work list."""
+        try:
+            j = self.work.take(message.task_id)
+            while j is not None:
+                self._keep_alive()
+                found = self.builder.build(j)
+                # report what is stored (computed here or found there); a
+                # segment another worker holds is reported by nobody: the
+                # owner finds it stored when it next looks at the store
+                if found is Claim.TAKEN:
+                    j = self.work.take(message.task_id)
+                else:
+                    j = self.work.report_and_take(message.task_id, j)
+        finally:
+            self.builder.flush()
 
-    def _build_all(self, pending: list[int], task_id: str, sn: int) -> None:
-        """As the owner, get every pending segment stored: compute or wait."""
-        last_progress = time.monotonic()
-        while pending := self._still_missing(pending):
-            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
+    def _build_all(self, task_id: str, sn: int, missing: list[int]) -> None:
+        """As the owner, get every missing segment stored: compute, or wait for helpers."""
+        pending = set(missing)
+        self._last_progress = time.monotonic()
+        try:
+            while (j := self.work.take(task_id)) is not None:
+                self._keep_alive()
+                if self.builder.build(j) is not Claim.TAKEN:
+                    pending.discard(j)
                 self._report_progress(task_id, sn, pending)
-                last_progress = time.monotonic()
-            rest = self._build_one(pending)
-            if rest is None:
-                time.sleep(WAIT_STEP_S)  # others hold every claim: wait for them
-            else:
-                pending = rest
+            while pending:
+                self._keep_alive()
+                reported = self.work.wait(task_id, WAIT_REPORT_S)
+                pending.difference_update(reported)
+                if not reported and pending:
+                    # nobody reported for a while: a helper died holding a
+                    # segment, or another task's worker holds its claim
+                    pending = self._build_unheld(sorted(pending))
+                self._report_progress(task_id, sn, pending)
+        finally:
+            self.builder.flush()
 
-    def _build_unclaimed(self, pending: list[int]) -> None:
-        """As a helper, compute pending segments nobody has claimed."""
-        while pending := self._still_missing(pending):
-            rest = self._build_one(pending)
-            if rest is None:
-                return  # a helper does not wait for others' claims
-            pending = rest
+    def _build_unheld(self, pending: list[int]) -> set[int]:
+        """Build the pending segments nobody holds; return those still missing."""
+        left = set()
+        for j in self.sequences.missing(pending):
+            self._keep_alive()
+            if self.builder.build(j) is Claim.TAKEN:
+                left.add(j)
+        return left
 
-    def _still_missing(self, pending: list[int]) -> list[int]:
-        """Stay in the group, then drop the pending segments now stored."""
-        if not pending:
-            return pending
-        self._keep_alive()
-        return self.sequences.missing(pending)
-
-    def _build_one(self, pending: list[int]) -> list[int] | None:
-        """Compute the lowest unclaimed segment; None if all are claimed."""
-        step = self.builder.build_one(pending)
-        return None if step is None else [j for j in pending if j != step.j]
-
-    def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
-        waiting = set(pending)
-        present = [j for j in self.layout.covering(sn) if j not in waiting]
+    def _report_progress(self, task_id: str, sn: int, pending: set[int]) -> None:
+        if time.monotonic() - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = time.monotonic()
+        present = [j for j in self.layout.covering(sn) if j not in pending]
         done = planner.numbers_done(self.layout, sn, present)
         self.tasks.set_progress(task_id, done, self.owner_id)
 
@@ -413,7 +443,8 @@ def build_worker(settings: Settings) -> Worker:
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
+    work = WorkList(connect_task_store(settings))
+    return Worker(settings, consumer, publisher, tasks, sequences, work, owner_id)
 
 
 def stop_on_signals(worker: Worker) -> None:
