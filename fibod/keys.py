@@ -60,6 +60,11 @@ def claim_key(segment_bytes: int, j: int) -> str:
     return f"{CLAIM_PREFIX}{{{segment_bytes}:{j}}}"
 
 
+def segment_pattern(segment_bytes: int) -> str:
+    """Match every segment key of one layout (a SCAN pattern)."""
+    return f"{SEGMENT_PREFIX}{{{segment_bytes}:*"
+
+
 def todo_key(task_id: str) -> str:
     """Name the list of a task's segments still to hand out."""
     return TODO_PREFIX + task_id
@@ -72,10 +77,19 @@ def done_key(task_id: str) -> str:
 
 def parse_segment_key(key: str | bytes) -> tuple[int, int] | None:
     """Return (segment_bytes, j) of a segment key, None for other keys."""
+    return _parse(SEGMENT_PREFIX, key)
+
+
+def parse_claim_key(key: str | bytes) -> tuple[int, int] | None:
+    """Return (segment_bytes, j) of a claim key, None for other keys."""
+    return _parse(CLAIM_PREFIX, key)
+
+
+def _parse(prefix: str, key: str | bytes) -> tuple[int, int] | None:
     text = key.decode() if isinstance(key, bytes) else key
-    if not (text.startswith(SEGMENT_PREFIX + "{") and text.endswith("}")):
+    if not (text.startswith(prefix + "{") and text.endswith("}")):
         return None
-    size, _, j = text[len(SEGMENT_PREFIX) + 1 : -1].partition(":")
+    size, _, j = text[len(prefix) + 1 : -1].partition(":")
     if not (size.isdigit() and j.isdigit()):
         return None
     return int(size), int(j)

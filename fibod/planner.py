@@ -10,19 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from enum import IntEnum
 from typing import Protocol
 
 from fibod import keys
 from fibod.segments import SegmentLayout, encode_segment
-
-
-class Claim(IntEnum):
-    """What claiming a segment found."""
-
-    TAKEN = 0  # another worker holds the claim: it computes the segment
-    CLAIMED = 1  # ours now: compute it, then store and release
-    STORED = 2  # already there: nothing to compute
 
 
 class SegmentStore(Protocol):
@@ -32,9 +23,9 @@ class SegmentStore(Protocol):
 
     def missing(self, js: Sequence[int]) -> list[int]: ...
 
-    def claim_unless_stored(self, j: int, owner: str, lease_ms: int) -> Claim: ...
+    def claim(self, j: int, owner: str, lease_ms: int) -> bool: ...
 
-    def store_and_release(self, j: int, segment: bytes, owner: str) -> bool: ...
+    def store_and_release(self, j: int, segment: bytes) -> bool: ...
 
     def count(self, **deltas: int) -> None: ...
 
@@ -84,18 +75,17 @@ class SegmentBuilder:
         self._encode = encode
         self.tally: Counter[str] = Counter()
 
-    def build(self, j: int) -> Claim:
-        """Compute and store segment j unless stored or claimed by another.
+    def build(self, j: int) -> bool:
+        """Compute and store segment j unless another worker holds its claim.
 
-        Returns what the claim found: STORED (nothing to do), TAKEN (another
-        worker computes it) or CLAIMED (this call computed and stored it).
+        Returns False when another holds it (it computes the segment).
         """
-        found = self._store.claim_unless_stored(j, self._owner, self._lease_ms)
-        if found is Claim.CLAIMED:
-            segment = self._encode(*self._store.layout.bounds(j))
-            stored = self._store.store_and_release(j, segment, self._owner)
-            self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
-        return found
+        if not self._store.claim(j, self._owner, self._lease_ms):
+            return False
+        segment = self._encode(*self._store.layout.bounds(j))
+        stored = self._store.store_and_release(j, segment)
+        self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
+        return True
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the store's counters."""

@@ -17,7 +17,6 @@ from redis.cluster import RedisCluster
 from fibod import keys
 from fibod.config import Settings
 from fibod.counters import Counters
-from fibod.planner import Claim
 from fibod.redis_client import RedisClient, connect_sequence_store, connect_task_store, store_call
 from fibod.segments import (
     SegmentLayout,
@@ -34,34 +33,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
-"""
-
-# Claim a segment for computing unless it is stored already: one round trip
-# where a check and a claim took two, and nobody computes what is there.
-CLAIM_SEGMENT_LUA = """
--- KEYS[1]: segment key, KEYS[2]: its claim key (same cluster slot).
--- ARGV[1]: owner id, ARGV[2]: lease in ms.
--- Returns 2 if the segment is stored, 1 if now claimed by owner, 0 if another holds it.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    return 2
-end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return 1
-end
-return 0
-"""
-
-# Store a computed segment and give its claim up, in one round trip.
-STORE_SEGMENT_LUA = """
--- KEYS[1]: segment key, KEYS[2]: its claim key (same cluster slot).
--- ARGV[1]: the segment's bytes, ARGV[2]: owner id.
--- Returns 1 if this call wrote the segment, 0 if it was there (written by
--- another whose claim outlived ours); the claim is deleted only if ours.
-local wrote = redis.call('SET', KEYS[1], ARGV[1], 'NX') and 1 or 0
-if redis.call('GET', KEYS[2]) == ARGV[2] then
-    redis.call('DEL', KEYS[2])
-end
-return wrote
 """
 
 
@@ -108,8 +79,6 @@ class SequenceStore:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
         self._counters = counters
-        self._claim_unless_stored = client.register_script(CLAIM_SEGMENT_LUA)
-        self._store_and_release = client.register_script(STORE_SEGMENT_LUA)
         self._discard = client.register_script(DISCARD_SEGMENT_LUA)
 
     def key(self, j: int) -> str:
@@ -139,16 +108,25 @@ class SequenceStore:
         return bool(self._discard(keys=[self.key(j)], args=[segment]))
 
     @store_call(_STORE)
-    def claim_unless_stored(self, j: int, owner: str, lease_ms: int) -> Claim:
-        """Claim segment j for computing, unless it is stored or another holds it."""
-        keys_ = [self.key(j), keys.claim_key(self.layout.segment_bytes, j)]
-        return Claim(int(self._claim_unless_stored(keys=keys_, args=[owner, lease_ms])))
+    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
+        """Claim segment j for computing (SET NX PX); False if another holds it."""
+        key = keys.claim_key(self.layout.segment_bytes, j)
+        return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
 
     @store_call(_STORE)
-    def store_and_release(self, j: int, segment: bytes, owner: str) -> bool:
-        """Store segment j unless present and drop our claim; True if this call wrote it."""
-        keys_ = [self.key(j), keys.claim_key(self.layout.segment_bytes, j)]
-        return bool(self._store_and_release(keys=keys_, args=[segment, owner]))
+    def store_and_release(self, j: int, segment: bytes) -> bool:
+        """Store segment j unless present and drop its claim, in one round trip.
+
+        True if this call wrote it. The claim is dropped whoever holds it:
+        one only outlives its lease when its holder stalled, and the
+        segment is stored now; a duplicate computation costs CPU, never
+        a wrong byte (segments are deterministic and written with SET NX).
+        """
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key(j), segment, nx=True)
+            pipe.delete(keys.claim_key(self.layout.segment_bytes, j))
+            wrote, _ = pipe.execute()
+        return bool(wrote)
 
     def count(self, **deltas: int) -> None:
         """Add to the counters (kept in the task store: fibod/counters.py)."""

@@ -16,11 +16,11 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from fibod.errors import UnavailableError
-from fibod.planner import Claim
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout
 from fibod.tasks import Task, TaskState, absent_task_error, may_finish, may_progress, new_task
 from fibod.worker import RebalanceCallback
+from fibod.worklist import TAKE_COUNT
 
 
 class MemorySequenceStore:
@@ -49,18 +49,15 @@ class MemorySequenceStore:
     def missing(self, js: Sequence[int]) -> list[int]:
         return [j for j in js if j not in self.segments]
 
-    def claim_unless_stored(self, j: int, owner: str, lease_ms: int) -> Claim:
-        if j in self.segments:
-            return Claim.STORED
+    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
         if j in self.claims:
-            return Claim.TAKEN
+            return False
         self.claims[j] = owner
-        return Claim.CLAIMED
+        return True
 
-    def store_and_release(self, j: int, segment: bytes, owner: str) -> bool:
+    def store_and_release(self, j: int, segment: bytes) -> bool:
         wrote = self.put(j, segment)
-        if self.claims.get(j) == owner:
-            del self.claims[j]
+        self.claims.pop(j, None)
         return wrote
 
     def count(self, **deltas: int) -> None:
@@ -84,13 +81,14 @@ class MemoryWorkList:
         self.todo[task_id] = list(js)
         self.reports[task_id] = []
 
-    def take(self, task_id: str) -> int | None:
-        todo = self.todo.get(task_id)
-        return todo.pop(0) if todo else None
+    def take(self, task_id: str) -> list[int]:
+        todo = self.todo.get(task_id, [])
+        batch, self.todo[task_id] = todo[:TAKE_COUNT], todo[TAKE_COUNT:]
+        return batch
 
-    def report_and_take(self, task_id: str, j: int) -> int | None:
+    def report_and_take(self, task_id: str, js: list[int]) -> list[int]:
         if task_id in self.reports:
-            self.reports[task_id].append(j)
+            self.reports[task_id] += js
         return self.take(task_id)
 
     def wait(self, task_id: str, timeout_s: float) -> list[int]:

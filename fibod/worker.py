@@ -46,7 +46,6 @@ from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
-from fibod.planner import Claim
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
 from fibod.sequences import SequenceStore
@@ -63,7 +62,7 @@ WAIT_REPORT_S = 0.5
 #: Seconds between consumer polls (paused) during a long unit.
 KEEPALIVE_EVERY_S = 0.2
 #: Seconds between progress updates of a running task.
-PROGRESS_EVERY_S = 0.2
+PROGRESS_EVERY_S = 0.5
 #: Seconds to back off after a first store or broker failure; doubled on each
 #: failure in a row up to BACKOFF_MAX_S (kept below max.poll.interval.ms).
 BACKOFF_S = 1.0
@@ -133,9 +132,9 @@ class WorkQueue(Protocol):
 
     def publish(self, task_id: str, js: list[int]) -> None: ...
 
-    def take(self, task_id: str) -> int | None: ...
+    def take(self, task_id: str) -> list[int]: ...
 
-    def report_and_take(self, task_id: str, j: int) -> int | None: ...
+    def report_and_take(self, task_id: str, js: list[int]) -> list[int]: ...
 
     def wait(self, task_id: str, timeout_s: float) -> list[int]: ...
 
@@ -294,17 +293,16 @@ class Worker:
     def run_help(self, message: QueueMessage) -> None:
         """Compute segments of someone else's task, taken from its work list."""
         try:
-            j = self.work.take(message.task_id)
-            while j is not None:
+            batch = self.work.take(message.task_id)
+            while batch:
                 self._keep_alive()
-                found = self.builder.build(j)
-                # report what is stored (computed here or found there); a
-                # segment another worker holds is reported by nobody: the
-                # owner finds it stored when it next looks at the store
-                if found is Claim.TAKEN:
-                    j = self.work.take(message.task_id)
+                # report what got stored; a segment another worker holds is
+                # reported by nobody: the owner finds it when it looks itself
+                built = [j for j in batch if self.builder.build(j)]
+                if built:
+                    batch = self.work.report_and_take(message.task_id, built)
                 else:
-                    j = self.work.report_and_take(message.task_id, j)
+                    batch = self.work.take(message.task_id)
         finally:
             self.builder.flush()
 
@@ -313,10 +311,11 @@ class Worker:
         pending = set(missing)
         self._last_progress = time.monotonic()
         try:
-            while (j := self.work.take(task_id)) is not None:
-                self._keep_alive()
-                if self.builder.build(j) is not Claim.TAKEN:
-                    pending.discard(j)
+            while batch := self.work.take(task_id):
+                for j in batch:
+                    self._keep_alive()
+                    if self.builder.build(j):
+                        pending.discard(j)
                 self._report_progress(task_id, sn, pending)
             while pending:
                 self._keep_alive()
@@ -335,7 +334,7 @@ class Worker:
         left = set()
         for j in self.sequences.missing(pending):
             self._keep_alive()
-            if self.builder.build(j) is Claim.TAKEN:
+            if not self.builder.build(j):
                 left.add(j)
         return left
 

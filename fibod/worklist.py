@@ -22,6 +22,9 @@ from fibod.redis_client import store_call
 _STORE = "task store"
 #: Seconds a work list outlives its last publication (a task abandoned midway).
 WORK_TTL_S = 3600
+#: Segments handed out (and reported) at a time: one command moves two
+#: segments, and there are still enough turns for every worker to share.
+TAKE_COUNT = 2
 #: Reports the owner reads in one call at most.
 _READ_COUNT = 1000
 
@@ -50,19 +53,18 @@ class WorkList:
         self._read_from[task_id] = first_id
 
     @store_call(_STORE)
-    def take(self, task_id: str) -> int | None:
-        """Hand out the next segment, None when none is left."""
-        value = self._redis.lpop(keys.todo_key(task_id))
-        return None if value is None else int(value)  # type: ignore[arg-type]
+    def take(self, task_id: str) -> list[int]:
+        """Hand out the next TAKE_COUNT segments (fewer at the end, none when done)."""
+        return _ints(self._redis.lpop(keys.todo_key(task_id), TAKE_COUNT))
 
     @store_call(_STORE)
-    def report_and_take(self, task_id: str, j: int) -> int | None:
-        """Report segment j stored and take the next one, in one round trip."""
+    def report_and_take(self, task_id: str, js: list[int]) -> list[int]:
+        """Report segments js stored and take the next ones, in one round trip."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(keys.done_key(task_id), {"j": j}, nomkstream=True)
-            pipe.lpop(keys.todo_key(task_id))
-            _reported, value = pipe.execute()
-        return None if value is None else int(value)
+            pipe.xadd(keys.done_key(task_id), {"j": ",".join(map(str, js))}, nomkstream=True)
+            pipe.lpop(keys.todo_key(task_id), TAKE_COUNT)
+            _reported, values = pipe.execute()
+        return _ints(values)
 
     @store_call(_STORE)
     def wait(self, task_id: str, timeout_s: float) -> list[int]:
@@ -79,7 +81,7 @@ class WorkList:
         for _stream, entries in got or []:
             for entry_id, fields in entries:
                 self._read_from[task_id] = entry_id
-                reported.append(int(fields.get("j", fields.get(b"j"))))
+                reported += _ints(str(fields.get("j", fields.get(b"j"))).split(","))
         return [j for j in reported if j >= 0]
 
     @store_call(_STORE)
@@ -87,3 +89,8 @@ class WorkList:
         """Drop the task's keys (helpers still taking find nothing)."""
         self._redis.delete(keys.todo_key(task_id), keys.done_key(task_id))
         self._read_from.pop(task_id, None)
+
+
+def _ints(values: Any) -> list[int]:
+    """Read LPOP's answer (None, or a list of numbers as bytes or text) as ints."""
+    return [int(v) for v in values or []]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fibod import keys, planner
-from fibod.planner import Claim
 from fibod.segments import SegmentLayout, encode_segment, read_header
-from fibod.testing import MemorySequenceStore
+from fibod.testing import MemorySequenceStore, MemoryWorkList
 
 LAYOUT = SegmentLayout(4096)  # small segments: many of them for small sn
 
@@ -51,10 +50,10 @@ def test_builder_computes_a_claimed_segment_stores_it_and_releases_the_claim() -
     store = MemorySequenceStore(LAYOUT)
     builder = planner.SegmentBuilder(store, "me", 1000)
     # when segment 2 is built and the counts flushed
-    found = builder.build(2)
+    built = builder.build(2)
     builder.flush()
     # then it was computed, stored, its claim released and counted once
-    assert found is Claim.CLAIMED
+    assert built
     assert read_header(store.segments[2]).start == LAYOUT.bounds(2)[0]
     assert store.claims == {}
     assert store.counters[keys.STAT_SEGMENTS_COMPUTED] == 1
@@ -62,43 +61,34 @@ def test_builder_computes_a_claimed_segment_stores_it_and_releases_the_claim() -
 
 def test_builder_leaves_a_segment_another_worker_holds() -> None:
     store = MemorySequenceStore(LAYOUT)
-    assert store.claim_unless_stored(1, "other", 1000) is Claim.CLAIMED
+    assert store.claim(1, "other", 1000)
     calls: list[tuple[int, int]] = []
 
     def encode(start: int, count: int) -> bytes:
         calls.append((start, count))
         return encode_segment(start, count)
 
-    assert planner.SegmentBuilder(store, "me", 1000, encode).build(1) is Claim.TAKEN
+    assert not planner.SegmentBuilder(store, "me", 1000, encode).build(1)
     assert calls == [] and 1 not in store.segments and store.claims == {1: "other"}
 
 
-def test_builder_computes_nothing_for_a_stored_segment() -> None:
-    # given segment 0 stored by another worker after the work was handed out
+def test_two_workers_taking_turns_at_a_work_list_compute_each_segment_once() -> None:
+    # given a task's work list and two workers' builders on one store
     store = MemorySequenceStore(LAYOUT)
-    store.put(0, encode_segment(*LAYOUT.bounds(0)))
-    calls: list[tuple[int, int]] = []
-
-    def encode(start: int, count: int) -> bytes:
-        calls.append((start, count))
-        return encode_segment(start, count)
-
-    # when the builder gets it, then it finds it stored and computes nothing
-    assert planner.SegmentBuilder(store, "me", 1000, encode).build(0) is Claim.STORED
-    assert calls == [] and store.claims == {}
-
-
-def test_two_builders_never_compute_a_segment_twice() -> None:
-    # given two workers taking turns at one task's handed-out segments
-    store = MemorySequenceStore(LAYOUT)
+    work = MemoryWorkList()
     js = planner.task_segments(LAYOUT, 3000)
+    work.publish("t", js)
     builders = [planner.SegmentBuilder(store, name, 1000) for name in ("a", "b")]
-    # when each segment is handed to both, one after the other
-    for j in js:
-        for builder in builders:
-            builder.build(j)
+    # when they take turns taking and building until nothing is left
+    turn = 0
+    while batch := work.take("t"):
+        for j in batch:
+            builders[turn % 2].build(j)
+        turn += 1
     for builder in builders:
         builder.flush()
-    # then every segment was computed exactly once
+    # then every segment is stored, each computed exactly once, by both workers
+    assert store.missing(js) == []
     assert store.counters[keys.STAT_SEGMENTS_COMPUTED] == len(js)
     assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
+    assert turn > 2

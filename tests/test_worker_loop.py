@@ -53,7 +53,7 @@ class Parts:
     def claim_all_for_another_worker(self, sn: int) -> None:
         """Make every segment of sn wait for a claim held elsewhere."""
         for j in task_segments(LAYOUT, sn):
-            self.sequences.claim_unless_stored(j, "other", 10_000)
+            self.sequences.claim(j, "other", 10_000)
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_help_computes_handed_out_segments_reports_them_and_does_not_wait(
     task = parts.tasks.create(SN)
     js = task_segments(LAYOUT, SN)
     parts.work.publish(task.id, js)
-    parts.sequences.claim_unless_stored(js[0], "owner", 10_000)
+    parts.sequences.claim(js[0], "owner", 10_000)
     # when this worker gets a help message for it
     parts.queue(task.id, SN, KIND_HELP)
     parts.worker.run()
