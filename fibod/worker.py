@@ -1,12 +1,15 @@
 """The executor: consume -> plan -> compute -> store -> mark -> commit.
 
 Run as `python -m fibod.worker`, one process per core. A "task" message
-makes this worker the task's owner: it asks other workers for help,
-computes missing segments under claims, waits for the ones others hold,
-then marks the task ready with its text length (known from the indices
-alone, fibod/lengths.py) and only then commits the offset
-(at-least-once). A "help" message computes unclaimed missing
-segments of a task and commits. During long units every assigned
+makes this worker the task's owner: it publishes the task's missing
+segments on a work list (fibod/worklist.py), asks other workers for
+help, takes and computes segments from the list under claims, then
+waits for its helpers' reports (blocking reads, no polling), looks at
+the store itself only when no report came for a while (a helper died,
+or another task's worker holds a claim), marks the task ready with its
+text length (known from the indices alone, fibod/lengths.py) and only
+then commits the offset (at-least-once). A "help" message takes
+segments from the task's list, computes and reports them, and commits. During long units every assigned
 partition is paused and the consumer keeps polling, so Kafka never
 evicts the worker for exceeding max.poll.interval.ms.
 
