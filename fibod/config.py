@@ -192,10 +192,19 @@ class Settings:
     # --- Secrets (written at random on the first `make up`) -----------------------
     redis_password: str = setting(
         "",
-        "password of both Redis servers (random, 48 hex digits)",
+        "password of the Redis user `fibod` the apps log in as (random, 48 hex digits)",
         pattern=_SECRET,
         secret=True,
     )
+    redis_admin_password: str = setting(
+        "",
+        "password of the Redis user `fibod-admin` (CLI cache commands, health checks, "
+        "replication); never given to the apps",
+        scope=STACK,
+        pattern=_SECRET,
+        secret=True,
+    )
+
     vip_api_keys: str = setting(
         "",
         "API keys of the VIP path, comma-separated; empty switches it off (403)",
@@ -561,6 +570,17 @@ def load(environ: Mapping[str, str] | None = None, env_file: StrPath | None = No
         raise SettingsError(str(exc)) from None
 
 
+def withheld_from_apps() -> list[str]:
+    """Name the secrets the apps never get (stack secrets: admin passwords).
+
+    The scripts that start supervisord leave them out of its environment,
+    which every program inherits.
+    """
+    return [
+        env_name(n) for n, (_d, _k, spec) in specs().items() if spec.secret and spec.scope != APP
+    ]
+
+
 def discover_env_file(environ: Mapping[str, str], explicit: str | None = None) -> str | None:
     """Pick the env file a command reads: --env-file, FIBOD_ENV_FILE, or the checkout's.
 
@@ -651,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--markdown"]:
         sys.stdout.write(markdown_table())
+        return 0
+    if args == ["--withheld"]:
+        print("\n".join(withheld_from_apps()))
         return 0
     if len(args) == 2 and args[0] == "--update-doc":
         with open(args[1]) as doc:

@@ -67,12 +67,16 @@ class SequenceStore:
     """Read, write and claim segments of one layout in Redis #2."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SequenceStore:
-        """Open the configured sequence store (Redis #2) and its layout."""
+    def from_settings(cls, settings: Settings, admin: bool = False) -> SequenceStore:
+        """Open the configured sequence store (Redis #2) and its layout.
+
+        `admin` logs in as the admin user, which scanning and clearing the
+        whole store (the CLI's cache commands) need.
+        """
         return cls(
-            connect_sequence_store(settings),
+            connect_sequence_store(settings, admin),
             SegmentLayout(settings.segment_bytes),
-            Counters(connect_task_store(settings)),
+            Counters(connect_task_store(settings, admin)),
         )
 
     def __init__(self, client: RedisClient, layout: SegmentLayout, counters: Counters) -> None:

@@ -49,15 +49,18 @@ def wait(check: Callable[[], tuple[bool, str]], wait_s: float) -> tuple[bool, st
 def check_redis(settings: Settings, store: str) -> Callable[[], tuple[bool, str]]:
     """Return a check that PINGs one store's Redis server with the password."""
     url = settings.task_redis_url if store == "task" else settings.sequence_redis_url
-    return check_redis_url(url, settings.redis_password, f"{store}-redis")
+    return check_redis_url(url, settings.redis_admin_password, f"{store}-redis")
 
 
 def check_redis_url(url: str, password: str, label: str) -> Callable[[], tuple[bool, str]]:
-    """Return a check that PINGs the Redis server (or Sentinel) at url."""
+    """Return a check that PINGs the Redis server (or Sentinel) at url, as the admin user."""
     import redis
+
+    from fibod.redis_client import ADMIN_USER
 
     client = redis.Redis.from_url(
         url,
+        username=ADMIN_USER,
         password=password,
         socket_timeout=PROBE_TIMEOUT_S,
         socket_connect_timeout=PROBE_TIMEOUT_S,

@@ -25,10 +25,13 @@ import re
 import secrets
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from fibod.config import Settings, SettingsError, load
+from fibod.envfile import read_env_file
+from fibod.redis_client import ADMIN_USER, APP_USER
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The machine's settings: edited by the operator, never by the renderer after creation.
@@ -84,16 +87,30 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     tmp.replace(path)
 
 
-def new_secrets() -> list[str]:
+#: Secret settings a settings file gets at random, with what each is for.
+SECRETS = {
+    "FIBOD_REDIS_PASSWORD": "Password of the Redis user the apps log in as (fibod).",
+    "FIBOD_REDIS_ADMIN_PASSWORD": "Password of the Redis admin user (fibod-admin), not the apps'.",
+    "FIBOD_VIP_API_KEYS": "API keys of the VIP path (/myapp/vip/fibo), comma-separated; empty=off.",
+}
+
+
+def new_secrets(missing: Iterable[str] = SECRETS) -> list[str]:
     """Return the lines of a settings file that set fresh secrets."""
-    return [
-        "# Password of every Redis server (and Sentinel).",
-        f"FIBOD_REDIS_PASSWORD={secrets.token_hex(24)}",
-        "",
-        "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off.",
-        f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
-        "",
-    ]
+    lines = []
+    for name in missing:
+        lines += [f"# {SECRETS[name]}", f"{name}={secrets.token_hex(24)}", ""]
+    return lines
+
+
+def add_missing_secrets(path: Path) -> list[str]:
+    """Append the secrets a settings file lacks (one written by an older fibod)."""
+    have = read_env_file(path)
+    missing = [name for name in SECRETS if name not in have]
+    if missing:
+        with path.open("a") as settings_file:
+            settings_file.write("\n" + "\n".join(new_secrets(missing)))
+    return missing
 
 
 def write_new_settings_file(path: Path) -> None:
@@ -116,19 +133,52 @@ def write_new_settings_file(path: Path) -> None:
 def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings:
     """Load the settings; resolve what the stack needs resolved (workers=auto)."""
     settings = load(environ, settings_file)
-    if not settings.redis_password:
-        raise SettingsError(
-            f"FIBOD_REDIS_PASSWORD is empty (delete {settings_file} to get a new one)"
-        )
+    for name in ("redis_password", "redis_admin_password"):
+        if not getattr(settings, name):
+            raise SettingsError(
+                f"FIBOD_{name.upper()} is empty (delete the line from {settings_file} "
+                "to get a new one)"
+            )
     if settings.workers == "auto":
         env = settings.to_env() | {"FIBOD_WORKERS": str(len(os.sched_getaffinity(0)))}
         settings = load(env)
     return settings
 
 
+def redis_acl(settings: Settings) -> str:
+    """The users of every Redis server: the apps' (fibod:* keys, no dangerous
+    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...) and the admin."""
+    return "\n".join(
+        [
+            "user default off",
+            f"user {ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {APP_USER} on >{settings.redis_password} resetkeys ~fibod:* resetchannels "
+            "-@all +@read +@write +@keyspace +@string +@hash +@list +@stream +@transaction "
+            "+@scripting +@connection -@dangerous +wait +readonly "
+            "+cluster|slots +cluster|shards +cluster|nodes",
+        ]
+    )
+
+
+def sentinel_acl(settings: Settings) -> str:
+    """The users of a Sentinel: the apps may only ask where the primary is."""
+    return "\n".join(
+        [
+            "user default off",
+            f"user {ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {APP_USER} on >{settings.redis_password} -@all +auth +hello +ping "
+            "+client|setname +sentinel|get-master-addr-by-name +sentinel|masters "
+            "+sentinel|master +sentinel|sentinels +sentinel|replicas +sentinel|slaves",
+        ]
+    )
+
+
 def template_values(settings: Settings) -> dict[str, str]:
     """Every setting as FIBOD_<NAME>, plus the template-only values."""
     values = settings.to_env()
+    values["FIBOD_REDIS_ACL"] = redis_acl(settings)
+    values["FIBOD_SENTINEL_ACL"] = sentinel_acl(settings)
+    values["FIBOD_REDIS_ADMIN_USER"] = ADMIN_USER
     # Workers of a root master would switch to `nobody`, who may not reach a
     # repo under /root; as another user the directive is moot.
     values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if os.geteuid() == 0 else ""
@@ -227,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.settings.exists():
             write_new_settings_file(args.settings)
-            print(f"render: wrote {args.settings} with a new Redis password and VIP key")
+            print(f"render: wrote {args.settings} with new passwords and a VIP key")
+        elif added := add_missing_secrets(args.settings):
+            print(f"render: added {', '.join(added)} to {args.settings}")
         settings = effective_settings(dict(os.environ), args.settings)
         changed = render_all(settings)
     except (ConfigError, SettingsError, OSError) as exc:

@@ -68,7 +68,11 @@ start_supervisord() {
         fail ports "another program holds a port of the stack (see above; make down, or change FIBOD_*_PORT)"
     fi
     log "starting supervisord"
-    "$SUPERVISORD" -c "$SV_CONF" || fail supervisord "supervisord did not start" "$STATE/log/supervisord.log"
+    # The apps inherit supervisord's environment: leave the admin secrets out.
+    local -a withhold=() name
+    while read -r name; do withhold+=(-u "$name"); done < <("$PY" -m fibod.config --withheld)
+    env "${withhold[@]}" "$SUPERVISORD" -c "$SV_CONF" ||
+        fail supervisord "supervisord did not start" "$STATE/log/supervisord.log"
     echo "$digest" >"$stamp"
 }
 

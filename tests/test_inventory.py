@@ -24,7 +24,8 @@ def secrets(tmp_path: Path) -> Path:
     """A secrets file as `cluster.py secrets` writes it."""
     path = tmp_path / "secrets.env"
     path.write_text(
-        f"FIBOD_REDIS_PASSWORD={'a' * 48}\nFIBOD_KAFKA_CLUSTER_ID={kafka_cluster_id()}\n"
+        f"FIBOD_REDIS_PASSWORD={'a' * 48}\nFIBOD_REDIS_ADMIN_PASSWORD={'c' * 48}\n"
+        f"FIBOD_KAFKA_CLUSTER_ID={kafka_cluster_id()}\n"
     )
     return path
 
@@ -107,7 +108,9 @@ def test_rendering_a_host_writes_its_role_configs(secrets: Path, tmp_path: Path)
 
 
 def test_one_machine_renders_no_cluster_parts(tmp_path: Path) -> None:
-    settings = Settings(state_dir=str(tmp_path), redis_password="b" * 48)
+    settings = Settings(
+        state_dir=str(tmp_path), redis_password="b" * 48, redis_admin_password="d" * 48
+    )
     changed = render_all(settings)
     assert not any(name.startswith(("sequence-node", "sentinel")) for name in changed)
     assert "replicaof" not in (tmp_path / "conf" / "task-store.conf").read_text()

@@ -43,7 +43,10 @@ class Stack:
     base_url: str
     task_redis_url: str
     sequence_redis_url: str
+    #: The apps' Redis user (fibod) logs in with redis_password; tests that
+    #: look into or change the stores use the admin user.
     redis_password: str
+    redis_admin_password: str
     kafka_bootstrap: str
     task_topic: str
     task_partitions: int

@@ -19,6 +19,7 @@ import redis
 import requests
 
 from fibod import keys
+from fibod.redis_client import ADMIN_USER, APP_USER
 from tests.integration.clients import raw_get
 from tests.integration.stack import VAR
 from tests.reference import reference_digest
@@ -46,14 +47,53 @@ def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis)
 @pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])
 def test_redis_refuses_clients_without_the_password(stack, url_field: str) -> None:
     url = getattr(stack, url_field)
-    for password in (None, "wrong"):
-        client = redis.Redis.from_url(url, password=password, socket_timeout=5)
+    for user, password in (
+        (None, None),
+        (None, "wrong"),
+        (APP_USER, "wrong"),
+        (None, stack.redis_password),
+    ):
+        # no default user: even the apps' password without the apps' user name is refused
+        client = redis.Redis.from_url(url, username=user, password=password, socket_timeout=5)
         with pytest.raises(redis.AuthenticationError):
             client.ping()
         client.close()
-    good = redis.Redis.from_url(url, password=stack.redis_password, socket_timeout=5)
+    good = redis.Redis.from_url(url, username=APP_USER, password=stack.redis_password)
     assert good.ping()
     good.close()
+
+
+@pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])
+def test_the_apps_redis_user_cannot_flush_configure_or_reach_other_keys(
+    stack, url_field: str
+) -> None:
+    # given the user the apps log in as
+    url = getattr(stack, url_field)
+    app = redis.Redis.from_url(url, username=APP_USER, password=stack.redis_password)
+    admin = redis.Redis.from_url(url, username=ADMIN_USER, password=stack.redis_admin_password)
+    try:
+        # then it may use fibod's keys, as the apps do
+        app.set("fibod:acl-test", b"x", px=5_000)
+        assert app.get("fibod:acl-test") == b"x"
+        # and nothing that wipes, reconfigures or lists the server, nor other keys
+        for command in (
+            ("FLUSHALL",),
+            ("FLUSHDB",),
+            ("CONFIG", "SET", "maxmemory", "1"),
+            ("KEYS", "*"),
+            ("SHUTDOWN", "NOSAVE"),
+            ("ACL", "LIST"),
+            ("BGREWRITEAOF",),
+            ("REPLICAOF", "NO", "ONE"),
+            ("SET", "other:key", "x"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.execute_command(*command)
+        # while the admin user may (what `fibod cache clear` and the health checks use)
+        assert admin.config_get("maxmemory")
+    finally:
+        app.close()
+        admin.close()
 
 
 def _stack_pids() -> set[int]:
