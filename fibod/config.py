@@ -36,6 +36,13 @@ EX_CONFIG = 78
 #: Exit status with which a gunicorn worker makes its arbiter give up, not respawn.
 GUNICORN_BOOT_ERROR = 3
 
+#: The user the apps log in as, to Redis (fibod:* keys, no dangerous or admin
+#: command) and to Kafka (fibod.* topics, fibod-* groups).
+APP_USER = "fibod"
+#: The user with every right: replication, Sentinel, the broker's own
+#: traffic, topic set-up, the CLI's cache commands, health checks, tests.
+ADMIN_USER = "fibod-admin"
+
 #: Who reads a setting: the Python processes, the stack's configs, or scripts.
 APP, STACK, SCRIPT = "app", "stack", "script"
 
@@ -193,6 +200,20 @@ class Settings:
     redis_password: str = setting(
         "",
         "password of the Redis user `fibod` the apps log in as (random, 48 hex digits)",
+        pattern=_SECRET,
+        secret=True,
+    )
+    kafka_password: str = setting(
+        "",
+        "password of the Kafka user `fibod` the apps log in as (SASL/SCRAM)",
+        pattern=_SECRET,
+        secret=True,
+    )
+    kafka_admin_password: str = setting(
+        "",
+        "password of the Kafka user `fibod-admin` (brokers, topic set-up, tests); "
+        "never given to the apps",
+        scope=STACK,
         pattern=_SECRET,
         secret=True,
     )

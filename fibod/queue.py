@@ -16,11 +16,13 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from fibod.config import Settings
+from fibod.config import ADMIN_USER, APP_USER, Settings
 from fibod.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
+#: How clients log in to the brokers (ops/kafka/server.properties.in).
+SASL_MECHANISM = "SCRAM-SHA-512"
 MESSAGE_VERSION = 1
 KIND_TASK = "task"
 KIND_HELP = "help"
@@ -59,10 +61,30 @@ class QueueMessage:
         return cls(kind, task_id, sn)
 
 
+def client_config(settings: Settings, admin: bool = False) -> dict[str, Any]:
+    """Where the brokers are, and how to log in (SASL/SCRAM, as the apps' user or the admin).
+
+    Without a password (unit tests' settings) the client does not log in.
+    """
+    user, password = (
+        (ADMIN_USER, settings.kafka_admin_password)
+        if admin
+        else (APP_USER, settings.kafka_password)
+    )
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap}
+    if password:
+        config |= {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": SASL_MECHANISM,
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+    return config
+
+
 def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Configure an idempotent, low-latency producer."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return client_config(settings) | {
         "client.id": client_id,
         "enable.idempotence": True,  # implies acks=all, no duplicates on retry
         "acks": "all",
@@ -74,8 +96,7 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
 
 def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Configure an at-least-once consumer of the worker group."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return client_config(settings) | {
         "group.id": settings.worker_group,
         "client.id": client_id,
         "enable.auto.commit": False,  # commit after the work is stored and marked

@@ -22,19 +22,13 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError, RedisClusterEx
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from fibod.config import Settings
+from fibod.config import ADMIN_USER, APP_USER, Settings
 from fibod.errors import StoreAuthError, UnavailableError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-#: The Redis user of the apps: fibod:* keys, no admin or dangerous command
-#: (no FLUSHALL, CONFIG, KEYS, ...): ops/redis/*.conf.in, FIBOD_REDIS_ACL.
-APP_USER = "fibod"
-#: The Redis user with every right: replication, Sentinel, the CLI's cache
-#: commands, health checks and tests.
-ADMIN_USER = "fibod-admin"
 #: Retries of a Redis Cluster command that met a moved slot or a dead master.
 CLUSTER_RETRIES = 3
 #: A client of either store: one server, or a Redis Cluster.

@@ -56,7 +56,7 @@ def check_redis_url(url: str, password: str, label: str) -> Callable[[], tuple[b
     """Return a check that PINGs the Redis server (or Sentinel) at url, as the admin user."""
     import redis
 
-    from fibod.redis_client import ADMIN_USER
+    from fibod.config import ADMIN_USER
 
     client = redis.Redis.from_url(
         url,

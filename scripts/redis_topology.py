@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import redis
 
-from fibod.redis_client import ADMIN_USER
+from fibod.config import ADMIN_USER
 
 #: Seconds one Redis command of these checks may take.
 COMMAND_TIMEOUT_S = 3.0

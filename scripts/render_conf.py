@@ -29,9 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fibod.config import Settings, SettingsError, load
+from fibod.config import ADMIN_USER, APP_USER, Settings, SettingsError, load
 from fibod.envfile import read_env_file
-from fibod.redis_client import ADMIN_USER, APP_USER
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The machine's settings: edited by the operator, never by the renderer after creation.
@@ -41,7 +40,8 @@ SETTINGS_FILE = ROOT / "var" / "fibod.env"
 TEMPLATES = {
     ROOT / "ops" / "nginx.conf.in": ("nginx.conf", False),
     ROOT / "ops" / "nginx-streaming.conf.in": ("nginx-streaming.conf", False),
-    ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", False),
+    ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", True),
+    ROOT / "ops" / "kafka" / "users.args.in": ("kafka-users.args", True),
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
     ROOT / "ops" / "redis" / "sequence-store.conf.in": ("sequence-store.conf", True),
 }
@@ -87,10 +87,19 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     tmp.replace(path)
 
 
+#: Secrets the stack cannot run without.
+REQUIRED_SECRETS = (
+    "redis_password",
+    "redis_admin_password",
+    "kafka_password",
+    "kafka_admin_password",
+)
 #: Secret settings a settings file gets at random, with what each is for.
 SECRETS = {
     "FIBOD_REDIS_PASSWORD": "Password of the Redis user the apps log in as (fibod).",
     "FIBOD_REDIS_ADMIN_PASSWORD": "Password of the Redis admin user (fibod-admin), not the apps'.",
+    "FIBOD_KAFKA_PASSWORD": "Password of the Kafka user the apps log in as (fibod).",
+    "FIBOD_KAFKA_ADMIN_PASSWORD": "Password of the Kafka admin user (fibod-admin), not the apps'.",
     "FIBOD_VIP_API_KEYS": "API keys of the VIP path (/myapp/vip/fibo), comma-separated; empty=off.",
 }
 
@@ -133,7 +142,12 @@ def write_new_settings_file(path: Path) -> None:
 def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings:
     """Load the settings; resolve what the stack needs resolved (workers=auto)."""
     settings = load(environ, settings_file)
-    for name in ("redis_password", "redis_admin_password"):
+    for name in (
+        "redis_password",
+        "redis_admin_password",
+        "kafka_password",
+        "kafka_admin_password",
+    ):
         if not getattr(settings, name):
             raise SettingsError(
                 f"FIBOD_{name.upper()} is empty (delete the line from {settings_file} "
@@ -178,7 +192,8 @@ def template_values(settings: Settings) -> dict[str, str]:
     values = settings.to_env()
     values["FIBOD_REDIS_ACL"] = redis_acl(settings)
     values["FIBOD_SENTINEL_ACL"] = sentinel_acl(settings)
-    values["FIBOD_REDIS_ADMIN_USER"] = ADMIN_USER
+    values["FIBOD_REDIS_ADMIN_USER"] = values["FIBOD_ADMIN_USER"] = ADMIN_USER
+    values["FIBOD_APP_USER"] = APP_USER
     # Workers of a root master would switch to `nobody`, who may not reach a
     # repo under /root; as another user the directive is moot.
     values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if os.geteuid() == 0 else ""

@@ -8,7 +8,7 @@ import subprocess
 import redis
 from inventory import Host
 
-from fibod.redis_client import ADMIN_USER
+from fibod.config import ADMIN_USER
 from tests.cluster.conftest import Rehearsal
 
 

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from fibod.config import Settings
+from fibod.config import ADMIN_USER, Settings
 from fibod.counters import Counters
 from fibod.envfile import read_env_file
-from fibod.redis_client import ADMIN_USER
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskStore

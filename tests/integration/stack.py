@@ -59,6 +59,14 @@ class Stack:
         return parts.hostname or "127.0.0.1", parts.port or 80
 
 
+def kafka_config(admin: bool = True) -> dict[str, object]:
+    """How a test's Kafka client logs in: as the admin, or as the apps' user."""
+    from fibod.config import load
+    from fibod.queue import client_config
+
+    return client_config(load({}, EFFECTIVE_ENV_FILE), admin)
+
+
 def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float = 0.05) -> T:
     """Call check until it returns a truthy value; fail naming `what`."""
     deadline = time.monotonic() + timeout_s

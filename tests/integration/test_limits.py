@@ -11,17 +11,20 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from fibod import keys
-from fibod.redis_client import ADMIN_USER, APP_USER
+from fibod.config import ADMIN_USER, APP_USER
 from tests.integration.clients import raw_get
-from tests.integration.stack import VAR
+from tests.integration.stack import VAR, kafka_config
 from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
@@ -227,3 +230,54 @@ def test_a_full_task_store_refuses_submissions_with_503_and_a_reason(http, task_
     assert resp.status_code == 503
     assert "task store is full" in resp.text
     assert resp.headers["Retry-After"] == "1"
+
+
+def _end_offsets(topic: str) -> list[int]:
+    consumer = Consumer(kafka_config() | {"group.id": "fibod-test-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in sorted(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def _produce(config: dict[str, object], topic: str) -> object:
+    """Produce one forged task message; return the delivery error (None if delivered)."""
+    errors: list[object] = []
+    producer = Producer(config | {"message.timeout.ms": 4_000, "log_level": 2})
+    producer.produce(
+        topic,
+        b'{"v":1,"kind":"task","id":"0123456789abcdef0123","sn":5}',
+        on_delivery=lambda e, _m: errors.append(e),
+    )
+    producer.flush(15)
+    return errors[0] if errors else "no delivery report"
+
+
+def test_kafka_takes_no_message_without_a_login(settings) -> None:
+    # given the task topic's end offsets
+    before = _end_offsets(settings.task_topic)
+    # when a producer that does not log in sends a forged task
+    error = _produce({"bootstrap.servers": settings.kafka_bootstrap}, settings.task_topic)
+    # then it is never delivered, and the topic holds nothing more
+    assert error is not None
+    assert _end_offsets(settings.task_topic) == before
+
+
+def test_the_apps_kafka_user_writes_only_fibods_topics(settings) -> None:
+    # given a topic that is fibod's and one that is not, both made by the admin
+    suffix = uuid.uuid4().hex[:8]
+    ours, other = f"fibod.acl-test-{suffix}", f"other.acl-test-{suffix}"
+    admin = AdminClient(kafka_config())
+    for topic in (ours, other):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    try:
+        # when the apps' user writes to each, then only fibod's takes the message
+        assert _produce(kafka_config(admin=False), ours) is None
+        refused = _produce(kafka_config(admin=False), other)
+        assert refused is not None and "AUTHORIZATION" in str(refused).upper(), refused
+    finally:
+        admin.delete_topics([ours, other])
