@@ -118,19 +118,16 @@ class SequenceStore:
         return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
 
     @store_call(_STORE)
-    def store_and_release(self, j: int, segment: bytes) -> bool:
-        """Store segment j unless present and drop its claim, in one round trip.
+    def store(self, j: int, segment: bytes) -> bool:
+        """Store segment j unless present (SET NX); True if this call wrote it.
 
-        True if this call wrote it. The claim is dropped whoever holds it:
-        one only outlives its lease when its holder stalled, and the
-        segment is stored now; a duplicate computation costs CPU, never
-        a wrong byte (segments are deterministic and written with SET NX).
+        Its claim is left to expire (FIBOD_CLAIM_LEASE_MS): while it lives,
+        a worker of another task that listed j as missing before it was
+        stored finds it claimed instead of computing it again, and learns it
+        is stored when it next looks at the store. A duplicate computation
+        costs CPU, never a wrong byte (segments are deterministic).
         """
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key(j), segment, nx=True)
-            pipe.delete(keys.claim_key(self.layout.segment_bytes, j))
-            wrote, _ = pipe.execute()
-        return bool(wrote)
+        return bool(self._redis.set(self.key(j), segment, nx=True))
 
     def count(self, **deltas: int) -> None:
         """Add to the counters (kept in the task store: fibod/counters.py)."""

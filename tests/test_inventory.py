@@ -25,6 +25,7 @@ def secrets(tmp_path: Path) -> Path:
     path = tmp_path / "secrets.env"
     path.write_text(
         f"FIBOD_REDIS_PASSWORD={'a' * 48}\nFIBOD_REDIS_ADMIN_PASSWORD={'c' * 48}\n"
+        f"FIBOD_KAFKA_PASSWORD={'e' * 48}\nFIBOD_KAFKA_ADMIN_PASSWORD={'f' * 48}\n"
         f"FIBOD_KAFKA_CLUSTER_ID={kafka_cluster_id()}\n"
     )
     return path
@@ -109,7 +110,11 @@ def test_rendering_a_host_writes_its_role_configs(secrets: Path, tmp_path: Path)
 
 def test_one_machine_renders_no_cluster_parts(tmp_path: Path) -> None:
     settings = Settings(
-        state_dir=str(tmp_path), redis_password="b" * 48, redis_admin_password="d" * 48
+        state_dir=str(tmp_path),
+        redis_password="b" * 48,
+        redis_admin_password="d" * 48,
+        kafka_password="e" * 48,
+        kafka_admin_password="f" * 48,
     )
     changed = render_all(settings)
     assert not any(name.startswith(("sequence-node", "sentinel")) for name in changed)
