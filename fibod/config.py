@@ -39,9 +39,14 @@ GUNICORN_BOOT_ERROR = 3
 #: The user the apps log in as, to Redis (fibod:* keys, no dangerous or admin
 #: command) and to Kafka (fibod.* topics, fibod-* groups).
 APP_USER = "fibod"
-#: The user with every right: replication, Sentinel, the broker's own
-#: traffic, topic set-up, the CLI's cache commands, health checks, tests.
+#: The Kafka user with every right: the brokers' own traffic, topic set-up,
+#: tests.
 ADMIN_USER = "fibod-admin"
+#: The Redis user with every right (replication, Sentinel, the CLI's cache
+#: commands, health checks, tests) is Redis's default user, with a password:
+#: Redis 7.0 replays its append-only file as the default user, and with that
+#: user off it drops every MULTI/EXEC of the file on a restart (NOPERM).
+REDIS_ADMIN_USER = "default"
 
 #: Who reads a setting: the Python processes, the stack's configs, or scripts.
 APP, STACK, SCRIPT = "app", "stack", "script"

@@ -22,7 +22,7 @@ from redis.exceptions import NoPermissionError, OutOfMemoryError, RedisClusterEx
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from fibod.config import ADMIN_USER, APP_USER, Settings
+from fibod.config import APP_USER, REDIS_ADMIN_USER, Settings
 from fibod.errors import StoreAuthError, UnavailableError
 
 P = ParamSpec("P")
@@ -39,11 +39,11 @@ def _client_options(settings: Settings, admin: bool = False) -> dict[str, object
     """Options every client shares: the user, its password and bounded timeouts.
 
     The apps log in as APP_USER; `admin` (the CLI's cache commands, health
-    checks, tests) as ADMIN_USER, whose password the apps never get. No
+    checks, tests) as REDIS_ADMIN_USER, whose password the apps never get. No
     password at all logs in as Redis's default user.
     """
     if admin:
-        user, password = ADMIN_USER, settings.redis_admin_password
+        user, password = REDIS_ADMIN_USER, settings.redis_admin_password
     else:
         user, password = APP_USER, settings.redis_password
     return {

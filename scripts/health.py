@@ -56,11 +56,11 @@ def check_redis_url(url: str, password: str, label: str) -> Callable[[], tuple[b
     """Return a check that PINGs the Redis server (or Sentinel) at url, as the admin user."""
     import redis
 
-    from fibod.config import ADMIN_USER
+    from fibod.config import REDIS_ADMIN_USER
 
     client = redis.Redis.from_url(
         url,
-        username=ADMIN_USER,
+        username=REDIS_ADMIN_USER,
         password=password,
         socket_timeout=PROBE_TIMEOUT_S,
         socket_connect_timeout=PROBE_TIMEOUT_S,

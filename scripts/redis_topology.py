@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import redis
 
-from fibod.config import ADMIN_USER
+from fibod.config import REDIS_ADMIN_USER
 
 #: Seconds one Redis command of these checks may take.
 COMMAND_TIMEOUT_S = 3.0
@@ -42,7 +42,7 @@ def client(address: str, password: str) -> redis.Redis:
     c = redis.Redis(
         host=host,
         port=int(port),
-        username=ADMIN_USER,
+        username=REDIS_ADMIN_USER,
         password=password,
         decode_responses=True,
         socket_timeout=COMMAND_TIMEOUT_S,
@@ -170,7 +170,15 @@ def settled_view(addresses: list[str], password: str) -> list[Node]:
 
 def create_cluster(addresses: list[str], password: str, replicas: int) -> None:
     """Create the cluster with redis-cli (it spreads masters and replicas over hosts)."""
-    argv = ["redis-cli", "--user", ADMIN_USER, "--cluster", "create", *addresses, "--cluster-yes"]
+    argv = [
+        "redis-cli",
+        "--user",
+        REDIS_ADMIN_USER,
+        "--cluster",
+        "create",
+        *addresses,
+        "--cluster-yes",
+    ]
     result = subprocess.run(
         [*argv, "--cluster-replicas", str(replicas)],
         env=os.environ | {"REDISCLI_AUTH": password},

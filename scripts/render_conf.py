@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fibod.config import ADMIN_USER, APP_USER, Settings, SettingsError, load
+from fibod.config import ADMIN_USER, APP_USER, REDIS_ADMIN_USER, Settings, SettingsError, load
 from fibod.envfile import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,11 +161,11 @@ def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings
 
 def redis_acl(settings: Settings) -> str:
     """The users of every Redis server: the apps' (fibod:* keys, no dangerous
-    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...) and the admin."""
+    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...) and the admin
+    (the default user, with a password: fibod/config.py says why)."""
     return "\n".join(
         [
-            "user default off",
-            f"user {ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {REDIS_ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
             f"user {APP_USER} on >{settings.redis_password} resetkeys ~fibod:* resetchannels "
             "-@all +@read +@write +@keyspace +@string +@hash +@list +@stream +@transaction "
             "+@scripting +@connection -@dangerous +wait +readonly "
@@ -178,8 +178,7 @@ def sentinel_acl(settings: Settings) -> str:
     """The users of a Sentinel: the apps may only ask where the primary is."""
     return "\n".join(
         [
-            "user default off",
-            f"user {ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {REDIS_ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
             f"user {APP_USER} on >{settings.redis_password} -@all +auth +hello +ping "
             "+client|setname +sentinel|get-master-addr-by-name +sentinel|masters "
             "+sentinel|master +sentinel|sentinels +sentinel|replicas +sentinel|slaves",
@@ -192,7 +191,8 @@ def template_values(settings: Settings) -> dict[str, str]:
     values = settings.to_env()
     values["FIBOD_REDIS_ACL"] = redis_acl(settings)
     values["FIBOD_SENTINEL_ACL"] = sentinel_acl(settings)
-    values["FIBOD_REDIS_ADMIN_USER"] = values["FIBOD_ADMIN_USER"] = ADMIN_USER
+    values["FIBOD_REDIS_ADMIN_USER"] = REDIS_ADMIN_USER
+    values["FIBOD_ADMIN_USER"] = ADMIN_USER
     values["FIBOD_APP_USER"] = APP_USER
     # Workers of a root master would switch to `nobody`, who may not reach a
     # repo under /root; as another user the directive is moot.

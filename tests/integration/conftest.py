@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fibod.config import ADMIN_USER, Settings
+from fibod.config import REDIS_ADMIN_USER, Settings
 from fibod.counters import Counters
 from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
@@ -98,7 +98,7 @@ def stack() -> Iterator[Stack]:
 def task_redis(stack: Stack) -> Iterator[redis.Redis]:
     """A client of the task store (Redis #1), as its admin user."""
     client = redis.Redis.from_url(
-        stack.task_redis_url, username=ADMIN_USER, password=stack.redis_admin_password
+        stack.task_redis_url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
     )
     yield client
     client.close()
@@ -108,7 +108,7 @@ def task_redis(stack: Stack) -> Iterator[redis.Redis]:
 def sequence_redis(stack: Stack) -> Iterator[redis.Redis]:
     """A client of the sequence store (Redis #2), as its admin user."""
     client = redis.Redis.from_url(
-        stack.sequence_redis_url, username=ADMIN_USER, password=stack.redis_admin_password
+        stack.sequence_redis_url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
     )
     yield client
     client.close()

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fibod import keys
-from fibod.config import ADMIN_USER, APP_USER
+from fibod.config import APP_USER, REDIS_ADMIN_USER
 from tests.integration.clients import raw_get
 from tests.integration.stack import VAR, kafka_config
 from tests.reference import reference_digest
@@ -73,7 +73,9 @@ def test_the_apps_redis_user_cannot_flush_configure_or_reach_other_keys(
     # given the user the apps log in as
     url = getattr(stack, url_field)
     app = redis.Redis.from_url(url, username=APP_USER, password=stack.redis_password)
-    admin = redis.Redis.from_url(url, username=ADMIN_USER, password=stack.redis_admin_password)
+    admin = redis.Redis.from_url(
+        url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
+    )
     try:
         # then it may use fibod's keys, as the apps do
         app.set("fibod:acl-test", b"x", px=5_000)
