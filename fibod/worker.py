@@ -29,6 +29,7 @@ reassigns its partitions after the session timeout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -36,20 +37,22 @@ import socket
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from fibod import agreement, keys, lengths, planner
+from fibod import agreement, health, keys, lengths, logs, metrics, observe, planner
 from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
+from fibod.roster import Heartbeat, Roster, WorkerStatus
+from fibod.segments import encode_segment
 from fibod.sequences import SequenceStore
-from fibod.tasks import Task, TaskState, TaskStore
+from fibod.tasks import Task, TaskState, TaskStore, now_ms
 
 log = logging.getLogger("fibod.worker")
 
@@ -84,6 +87,7 @@ class TaskConsumer(Protocol):
         self,
         topics: list[str],
         *,
+        on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
     ) -> None: ...
@@ -145,6 +149,7 @@ class Worker:
         sequences: SegmentWriter,
         owner_id: str,
         sleep: Callable[[float], None] = time.sleep,
+        name: str = "worker-0",
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -153,7 +158,11 @@ class Worker:
         self.sequences = sequences
         self.layout = sequences.layout
         self.owner_id = owner_id
-        self.builder = planner.SegmentBuilder(sequences, owner_id, settings.claim_lease_ms)
+        #: The supervisor process name (worker-N): the label of this worker's metrics.
+        self.name = name
+        self.builder = planner.SegmentBuilder(
+            sequences, owner_id, settings.claim_lease_ms, encode=self._encode_timed
+        )
         self.stopping = False
         self._unit: TopicPartition | None = None
         self._revoked = False
@@ -162,6 +171,12 @@ class Worker:
         self._sleep = sleep
         #: Units in a row that met an unavailable store or broker.
         self._failures = 0
+        #: What the roster and /readyz show: partitions held, the unit in hand.
+        self.assigned: set[int] = set()
+        self.assignment_received = False
+        self.current: QueueMessage | None = None
+        self.current_since = now_ms()
+        self.units_done = 0
 
     def request_stop(self) -> None:
         """Ask the loop to drain: give up the unit, leave the group, exit."""
@@ -170,7 +185,10 @@ class Worker:
     def run(self) -> None:
         """Consume until asked to stop, then leave the group cleanly."""
         self.consumer.subscribe(
-            [self.settings.task_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke
+            [self.settings.task_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         log.info("worker %s consuming %s", self.owner_id, self.settings.task_topic)
         try:
@@ -193,25 +211,79 @@ class Worker:
         """Run one message's unit; commit it only if the unit finished."""
         self._unit = _partition_of(msg)
         self._revoked = False
+        outcome, kind = "done", "malformed"
         try:
             try:
                 message = QueueMessage.decode(msg.value())
             except ValueError as exc:
                 log.error("skipping malformed message at %s: %s", _where(msg), exc)
             else:
+                kind = message.kind
+                self._begin(message)
                 self._run_unit(message, msg)
             self._commit(msg)
             self._failures = 0
         except Abandoned as exc:
+            outcome = "abandoned"
             log.info("abandoned %s uncommitted: %s", _where(msg), exc)
         except UnavailableError as exc:
             # not the task's fault (a store full or down, the broker away):
             # the message is read again after a back-off, never failed
+            outcome = "retried"
             self._rewind(msg)
             self._back_off(f"{_where(msg)}: {exc}")
         finally:
             self._unit = None
+            self._end(kind, outcome)
             self._resume()
+
+    def _begin(self, message: QueueMessage) -> None:
+        """Show the unit in hand: in the roster, the metrics and every log line."""
+        self.current, self.current_since = message, now_ms()
+        logs.request_id.set(message.request_id)
+        logs.task_id.set(message.task_id)
+        metrics.WORKER_BUSY.labels(self.name).set(1)
+
+    def _end(self, kind: str, outcome: str) -> None:
+        metrics.WORKER_UNITS.labels(self.name, kind, outcome).inc()
+        metrics.WORKER_BUSY.labels(self.name).set(0)
+        if outcome == "done":
+            self.units_done += 1
+        self.current, self.current_since = None, now_ms()
+        logs.request_id.set(None)
+        logs.task_id.set(None)
+
+    def status(self, host: str, pid: int, metrics_port: int | None) -> WorkerStatus:
+        """Describe this worker for the roster (read from the heartbeat thread)."""
+        unit = self.current
+        return WorkerStatus(
+            id=self.owner_id,
+            name=self.name,
+            host=host,
+            pid=pid,
+            state="stopping" if self.stopping else ("busy" if unit else "idle"),
+            kind=unit.kind if unit else None,
+            task=unit.task_id if unit else None,
+            sn=unit.sn if unit else None,
+            since=self.current_since,
+            partitions=sorted(self.assigned),
+            metrics_port=metrics_port,
+            units_done=self.units_done,
+        )
+
+    def readiness(self) -> list[str]:
+        """Say why this worker cannot take tasks yet (empty: it can)."""
+        if self.stopping:
+            return ["worker: stopping"]
+        if not self.assignment_received:
+            return ["worker: no partition assignment received yet"]
+        return []
+
+    def _encode_timed(self, start: int, count: int) -> bytes:
+        began = time.perf_counter()
+        segment = encode_segment(start, count)
+        metrics.WORKER_SEGMENT_SECONDS.labels(self.name).observe(time.perf_counter() - began)
+        return segment
 
     def _back_off(self, reason: str) -> None:
         """Wait before retrying, longer after each failure in a row; say so."""
@@ -235,8 +307,7 @@ class Worker:
         except Exception as exc:  # a bug or bad data: fail the task, do not loop on it
             log.exception("unit %s failed", message)
             if message.kind == KIND_TASK:
-                error = f"{type(exc).__name__}: {exc}"
-                self.tasks.mark_failed(message.task_id, error, owner=self.owner_id)
+                self._fail(message.task_id, f"{type(exc).__name__}: {exc}")
 
     def run_task(self, message: QueueMessage) -> None:
         """Own a task: get all its segments stored, then mark it ready."""
@@ -245,8 +316,7 @@ class Worker:
             log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
             return
         if task.sn != message.sn or task.sn > self.settings.max_sn:
-            error = f"invalid task: sn {message.sn} (stored {task.sn})"
-            self.tasks.mark_failed(task.id, error, owner=self.owner_id)
+            self._fail(task.id, f"invalid task: sn {message.sn} (stored {task.sn})")
             return
         self.tasks.mark_running(task.id, self.owner_id)
         sn = task.sn
@@ -267,6 +337,10 @@ class Worker:
             # another worker took the task over (this one was cut off or too
             # slow) or finished it: its state is theirs to write, not ours
             log.warning("task %s: built here, but no longer ours to mark ready", task.id)
+
+    def _fail(self, task_id: str, error: str) -> None:
+        if self.tasks.mark_failed(task_id, error, owner=self.owner_id):
+            self.sequences.count(**{keys.STAT_TASKS_FAILED: 1})
 
     def run_help(self, message: QueueMessage) -> None:
         """Compute unclaimed missing segments of someone else's task."""
@@ -322,7 +396,7 @@ class Worker:
             own = [tp.partition for tp in self.consumer.assignment()]
         except KafkaException as exc:
             raise UnavailableError(f"task queue: {exc}") from exc
-        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn)
+        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn, message.request_id)
         for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
             self.publisher.publish_nowait(help_msg, partition)
 
@@ -357,7 +431,16 @@ class Worker:
             except KafkaException as exc:
                 log.warning("resume failed: %s", exc)
 
+    def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # cooperative rebalancing: these partitions are added to those held
+        self.assigned |= {p.partition for p in partitions}
+        self.assignment_received = True
+        metrics.WORKER_PARTITIONS.labels(self.name).set(len(self.assigned))
+        log.info("assigned partitions %s (now %s)", _numbers(partitions), sorted(self.assigned))
+
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {p.partition for p in partitions}
+        metrics.WORKER_PARTITIONS.labels(self.name).set(len(self.assigned))
         unit = self._unit
         if unit is not None and any(
             (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
@@ -397,11 +480,15 @@ def _partition_of(msg: Message) -> TopicPartition:
     return TopicPartition(topic, partition)
 
 
+def _numbers(partitions: list[TopicPartition]) -> list[int]:
+    return sorted(p.partition for p in partitions)
+
+
 def _where(msg: Message) -> str:
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
-def build_worker(settings: Settings) -> Worker:
+def build_worker(settings: Settings, name: str = "worker-0") -> Worker:
     """Wire a worker from settings (the real Kafka and Redis), checking they agree.
 
     Raises SettingsError when the settings disagree with the stack's.
@@ -413,7 +500,7 @@ def build_worker(settings: Settings) -> Worker:
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
+    return Worker(settings, consumer, publisher, tasks, sequences, owner_id, name=name)
 
 
 def stop_on_signals(worker: Worker) -> None:
@@ -433,11 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fibod.worker", description=main.__doc__)
     parser.add_argument("--index", type=int, default=0, help="worker number, pins to core N")
     args = parser.parse_args(argv)
+    metrics.reset_multiproc_dir()
     settings = startup_settings("worker", EX_CONFIG)
     configure_logging(settings)
     log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
     try:
-        worker = build_worker(settings)
+        worker = build_worker(settings, f"worker-{args.index}")
     except SettingsError as exc:
         print(f"fibod worker: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -445,8 +533,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fibod worker: cannot check the settings against the stack: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     stop_on_signals(worker)
-    worker.run()
+    with operator_view(worker, settings, args.index):
+        worker.run()
     return 0
+
+
+@contextlib.contextmanager
+def operator_view(worker: Worker, settings: Settings, index: int) -> Iterator[None]:
+    """Serve the worker's /metrics, /healthz, /readyz and publish its heartbeat meanwhile."""
+    port = settings.worker_metrics_port + index
+    checks = health.stack_checks(settings, (health.TASK_STORE, health.SEQUENCE_STORE))
+
+    def readiness() -> list[str]:
+        return worker.readiness() + health.failures(checks)
+
+    server = observe.serve(
+        observe.Observed(None, worker.name, readiness), settings.listen_address, port
+    )
+    host, pid = socket.gethostname(), os.getpid()
+    served = port if server is not None else None
+    heartbeat = Heartbeat(
+        Roster(connect_task_store(settings)), lambda: worker.status(host, pid, served)
+    )
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        heartbeat.stop()
+        if server is not None:
+            server.shutdown()
 
 
 if __name__ == "__main__":
