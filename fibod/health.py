@@ -52,7 +52,11 @@ def redis_check(client: Any, name: str) -> Check:
 def kafka_admin(settings: Settings) -> AdminClient:
     """Open an admin client of the stack's brokers (metadata, offsets, groups)."""
     return AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap, "socket.keepalive.enable": True}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "socket.keepalive.enable": True,
+            "log_level": 4,  # warnings and worse: not its info lines on close
+        }
     )
 
 

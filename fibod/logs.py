@@ -119,9 +119,15 @@ def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
                 "filters": ["context"],
             }
         },
+        # gunicorn merges this over its defaults: every name they use is given
+        "root": {"level": settings.log_level, "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": settings.log_level, "handlers": ["stderr"]},
-            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"]},
+            "gunicorn.error": {
+                "level": settings.log_level,
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }
 

@@ -21,14 +21,19 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from fibod import health, logs, metrics
 from fibod.config import Settings
 from fibod.httputil import TEXT
-from fibod.protocol import FETCH_PATH, OPENAPI_PATH, STATUS_PREFIX, SUBMIT_PATH, VIP_PATH
+from fibod.protocol import (
+    FETCH_PATH,
+    MONITOR_PREFIX,
+    OPENAPI_PATH,
+    STATUS_PREFIX,
+    SUBMIT_PATH,
+    VIP_PATH,
+)
 
 log = logging.getLogger("fibod.observe")
 
 #: Operator routes every process answers on its own port.
 METRICS_PATH, HEALTHZ_PATH, READYZ_PATH = "/metrics", "/healthz", "/readyz"
-#: Prefix of the monitor app's JSON routes (the dashboard's data).
-MONITOR_PREFIX = "/myapp/monitor/"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: Returns the reasons this process is not ready (empty: ready).

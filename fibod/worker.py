@@ -542,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
 def operator_view(worker: Worker, settings: Settings, index: int) -> Iterator[None]:
     """Serve the worker's /metrics, /healthz, /readyz and publish its heartbeat meanwhile."""
     port = settings.worker_metrics_port + index
+    metrics.WORKER_BUSY.labels(worker.name).set(0)  # shown before the first unit too
+    metrics.WORKER_PARTITIONS.labels(worker.name).set(0)
     checks = health.stack_checks(settings, (health.TASK_STORE, health.SEQUENCE_STORE))
 
     def readiness() -> list[str]:

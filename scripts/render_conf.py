@@ -66,6 +66,7 @@ STATE_DIRS = (
     "nginx/uwsgi",
     "nginx/scgi",
     "static",
+    "metrics",
 )
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -137,6 +138,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         ("SUBMIT", settings.submit_upstreams),
         ("FETCH", settings.fetch_upstreams),
         ("VIP", settings.vip_upstreams),
+        ("MONITOR", settings.monitor_upstreams),
     ):
         servers = upstreams.split(",")
         values[f"FIBOD_{app}_SERVERS"] = "\n        ".join(
@@ -145,6 +147,14 @@ def template_values(settings: Settings) -> dict[str, str]:
             for server in servers
         )
         values[f"FIBOD_{app}_TRIES"] = str(len(servers))
+    # The operators' pages: who may see them, where the dashboard's files are.
+    if settings.monitor_allow == "all":
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = "allow all;"
+    else:
+        allowed = " ".join(f"allow {cidr};" for cidr in settings.monitor_allow.split(","))
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = f"{allowed} deny all;"
+    values["FIBOD_DASHBOARD_DIR"] = str(ROOT / "ops" / "dashboard")
+    values["FIBOD_ACCESS_LOG_FORMAT"] = "fibod_json" if settings.log_format == "json" else "fibod"
     # Redis: a task-store replica follows its primary; Sentinels watch the primary.
     replica_of = settings.task_redis_replica_of.replace(":", " ")
     values["FIBOD_TASK_REDIS_REPLICAOF_DIRECTIVE"] = f"replicaof {replica_of}" if replica_of else ""
