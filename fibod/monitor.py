@@ -2,8 +2,9 @@
 
 At the entry URL nginx sends it /metrics (every program's metrics on
 this host, merged, plus the stack's figures read from the stores and
-Kafka), /healthz and /readyz (ready when both stores and Kafka answer),
-and the dashboard's JSON:
+Kafka; /metrics?scope=stack: those figures alone), /healthz and
+/readyz (ready when both stores and Kafka answer), and the dashboard's
+JSON:
 
 - GET /myapp/monitor/overview: tasks by state and the oldest of each,
   counters, queue lag per partition, workers and what each computes,
@@ -18,6 +19,7 @@ scrape or dashboard never delays a submit or a stream.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import falcon
 
@@ -98,7 +100,11 @@ def observed_monitor(settings: Settings, reader: StackReader) -> Observed:
     checks = health.stack_checks(settings, (health.TASK_STORE, health.SEQUENCE_STORE, health.KAFKA))
     collector = StackCollector(reader)
 
-    def exposition() -> bytes:
+    def exposition(query: str) -> bytes:
+        # scope=stack: the stack's figures alone, for a scrape config that
+        # also scrapes every app and worker itself (several hosts)
+        if parse_qs(query).get("scope") == ["stack"]:
+            return metrics.exposition([], extra=[collector])
         if metrics.multiproc_dir() is None:
             return metrics.exposition(extra=[collector])
         return metrics.exposition(metric_folders(settings), extra=[collector])

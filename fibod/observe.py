@@ -65,7 +65,7 @@ class Observed:
         app: WsgiApp | None,
         name: str,
         readiness: Readiness = list,
-        exposition: Callable[[], bytes] = metrics.exposition,
+        exposition: Callable[[str], bytes] = lambda _query: metrics.exposition(),
     ) -> None:
         self._app = app
         self.name = name
@@ -76,7 +76,8 @@ class Observed:
         """Answer an operator route, or pass the request on and measure it."""
         path = environ.get("PATH_INFO", "")
         if path == METRICS_PATH:
-            return _answer(start_response, "200 OK", self._exposition(), metrics.CONTENT_TYPE)
+            body = self._exposition(environ.get("QUERY_STRING", ""))
+            return _answer(start_response, "200 OK", body, metrics.CONTENT_TYPE)
         if path == HEALTHZ_PATH:
             return _answer(start_response, "200 OK", f"ok: {self.name} is alive\n".encode())
         if path == READYZ_PATH:

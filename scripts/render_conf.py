@@ -41,6 +41,7 @@ TEMPLATES = {
     ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", False),
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
     ROOT / "ops" / "redis" / "sequence-store.conf.in": ("sequence-store.conf", True),
+    ROOT / "ops" / "logrotate.conf.in": ("logrotate.conf", False),
 }
 #: Templates of the parts that exist only across hosts, rendered when set up.
 SENTINEL_TEMPLATE = ROOT / "ops" / "redis" / "sentinel.conf.in"
