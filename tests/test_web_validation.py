@@ -11,6 +11,7 @@ from fibod.config import Settings
 from fibod.queue import KIND_TASK
 from fibod.tasks import TaskState
 from fibod.testing import MemoryTaskStore, RecordingPublisher
+from fibod.observe import Observed
 from fibod.web import create_app
 
 SETTINGS = Settings(max_sn=200_000)
@@ -124,3 +125,18 @@ def test_openapi_document_describes_every_route() -> None:
     text = openapi_yaml()
     for ref in set(re.findall(r'"#/components/(\w+)/(\w+)"', text)):
         assert ref[1] in spec["components"][ref[0]], ref
+
+
+def test_the_queued_message_carries_the_request_id_of_the_submit(parts) -> None:
+    # given: the submit app wrapped as gunicorn runs it, nginx's id in the header
+    tasks, publisher = parts
+    app = Observed(create_app(SETTINGS, tasks, publisher), "submit")
+    client = falcon.testing.TestClient(app)
+    # when
+    resp = client.simulate_get(
+        "/myapp/fibo", query_string="sn=10", headers={"X-Request-ID": "abc123"}
+    )
+    # then
+    assert resp.status_code == 202
+    (message, _partition), *_ = publisher.messages
+    assert message.request_id == "abc123"
