@@ -86,12 +86,17 @@ def check_redis_url(url: str, password: str, label: str) -> Callable[[], tuple[b
 
 def http_status(host: str, port: int, path: str) -> int:
     """GET path and return the status code (body read and dropped)."""
+    return http_get(host, port, path)[0]
+
+
+def http_get(host: str, port: int, path: str) -> tuple[int, str]:
+    """GET path and return the status code and the body's first line."""
     conn = http.client.HTTPConnection(host, port, timeout=PROBE_TIMEOUT_S)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        response.read()
-        return response.status
+        body = response.read().decode(errors="replace")
+        return response.status, body.strip().split("\n", 1)[0]
     finally:
         conn.close()
 
@@ -147,13 +152,11 @@ def check_ready(settings: Settings) -> Callable[[], tuple[bool, str]]:
         waiting = []
         for name, port in targets.items():
             try:
-                status = http_status(host, port, "/readyz")
+                status, reason = http_get(host, port, "/readyz")
             except OSError as exc:
                 status, reason = 0, str(exc)
-            else:
-                reason = f"{status}"
             if status != 200:
-                waiting.append(f"{name} /readyz: {reason}")
+                waiting.append(f"{name} /readyz {status or ''}: {reason}")
         group = worker_group_problem(settings)
         if group:
             waiting.append(group)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 import json
 import logging
 import logging.config
+from collections.abc import Iterator
 
 import pytest
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from fibod.roster import WorkerStatus
@@ -11,11 +10,12 @@ from fibod.sequences import NodeStats
 from fibod.stack_metrics import stack_metrics
 from fibod.stack_state import PartitionLag, StackState, StoreNode
 from fibod.task_index import LiveSummary
+from tests.prom import Key, parse
 
 NOW_MS = 1_700_000_100_000
 
 
-def samples(state: StackState) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(state: StackState) -> dict[Key, float]:
     """Render the metrics as Prometheus text, parse it back: name+labels -> value."""
 
     class Fixed(Collector):
@@ -24,12 +24,7 @@ def samples(state: StackState) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 
     registry = CollectorRegistry()
     registry.register(Fixed())
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return parse(generate_latest(registry).decode())
 
 
 def full_state() -> StackState:

@@ -8,10 +8,10 @@ import falcon.testing
 import pytest
 
 from fibod.config import Settings
+from fibod.observe import Observed
 from fibod.queue import KIND_TASK
 from fibod.tasks import TaskState
 from fibod.testing import MemoryTaskStore, RecordingPublisher
-from fibod.observe import Observed
 from fibod.web import create_app
 
 SETTINGS = Settings(max_sn=200_000)
