@@ -60,13 +60,37 @@ def kafka_admin(settings: Settings) -> AdminClient:
     )
 
 
-def kafka_check(admin: AdminClient, topic: str) -> Check:
+class KafkaAdmin:
+    """An admin client that is replaced after a failure.
+
+    A long-lived librdkafka admin client was seen to keep timing out
+    after the broker restarted, while a new one answered at once; a
+    failed call therefore drops it, and the next call opens a new one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: AdminClient | None = None
+
+    def get(self) -> AdminClient:
+        """Return the current client, opening one if needed."""
+        if self._client is None:
+            self._client = kafka_admin(self._settings)
+        return self._client
+
+    def failed(self) -> None:
+        """Forget the client after a failed call."""
+        self._client = None
+
+
+def kafka_check(admin: KafkaAdmin, topic: str) -> Check:
     """Return a check that the brokers answer and know the task topic."""
 
     def check() -> str | None:
         try:
-            meta = admin.list_topics(topic=topic, timeout=PROBE_TIMEOUT_S)
+            meta = admin.get().list_topics(topic=topic, timeout=PROBE_TIMEOUT_S)
         except Exception as exc:  # KafkaException and librdkafka's own errors
+            admin.failed()
             return f"{KAFKA} unavailable: {exc}"
         found = meta.topics.get(topic)
         if found is None or found.error is not None:
@@ -85,7 +109,7 @@ def stack_checks(settings: Settings, parts: tuple[str, ...]) -> dict[str, Check]
     if SEQUENCE_STORE in parts:
         checks[SEQUENCE_STORE] = redis_check(connect_sequence_store(probe), SEQUENCE_STORE)
     if KAFKA in parts:
-        checks[KAFKA] = kafka_check(kafka_admin(settings), settings.task_topic)
+        checks[KAFKA] = kafka_check(KafkaAdmin(settings), settings.task_topic)
     return checks
 
 

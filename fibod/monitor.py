@@ -38,6 +38,8 @@ from fibod.stack_state import StackReader, summary_json
 THROUGHPUT_WINDOW_S = 600
 #: Tasks per page of the list: default and most.
 PAGE_TASKS, MAX_PAGE_TASKS = 20, 200
+#: Largest `before` cursor (ms since the epoch): JSON's safe integers.
+MAX_BEFORE_MS = 2**53
 
 
 class OverviewResource:
@@ -71,7 +73,7 @@ class TaskPageResource:
         params = query_params(req.query_string)
         limit = parse_bounded("limit", single(params, "limit", False), PAGE_TASKS, MAX_PAGE_TASKS)
         before = single(params, "before", False)
-        before_ms = parse_bounded("before", before, 0, 2**53) if before else None
+        before_ms = None if before is None else parse_bounded("before", before, 0, MAX_BEFORE_MS)
         tasks = self._reader.index.recent(limit, before_ms)
         resp.cache_control = ["no-store"]
         resp.media = {

@@ -71,8 +71,8 @@ def parse_format(text: str | None) -> str:
 
 
 def parse_bounded(name: str, text: str | None, default: int, maximum: int) -> int:
-    """Accept an optional non-negative integer parameter up to maximum."""
-    if text is None or text == "":
+    """Accept an optional non-negative integer parameter up to maximum (absent: default)."""
+    if text is None:
         return default
     if not _ASCII_DIGITS.fullmatch(text) or len(text) > len(str(maximum)) or int(text) > maximum:
         raise InputError(f"{name} must be an integer from 0 to {maximum}, got {text[:40]!r}")

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from fibod.config import Settings
 from fibod.counters import Counters
 from fibod.errors import UnavailableError
-from fibod.health import KAFKA, PROBE_TIMEOUT_S, SEQUENCE_STORE, TASK_STORE, kafka_admin
+from fibod.health import KAFKA, PROBE_TIMEOUT_S, SEQUENCE_STORE, TASK_STORE, KafkaAdmin
 from fibod.redis_client import connect_task_store, store_call
 from fibod.roster import Roster, WorkerStatus
 from fibod.sequences import NodeStats, SequenceStore, node_stats_from_info
@@ -74,7 +74,7 @@ class StackReader:
         settings: Settings,
         task_client: redis.Redis,
         sequences: SequenceStore,
-        admin: AdminClient,
+        admin: KafkaAdmin,
     ) -> None:
         self._settings = settings
         self._task_client = task_client
@@ -91,7 +91,7 @@ class StackReader:
             settings,
             connect_task_store(settings),
             SequenceStore.from_settings(settings),
-            kafka_admin(settings),
+            KafkaAdmin(settings),
         )
 
     def read(self) -> StackState:
@@ -117,21 +117,23 @@ class StackReader:
     def queue(self) -> list[PartitionLag]:
         """Return each partition's end offset, the workers' committed offset and the lag."""
         topic, group = self._settings.task_topic, self._settings.worker_group
+        admin = self._admin.get()
         try:
-            meta = self._admin.list_topics(topic=topic, timeout=PROBE_TIMEOUT_S)
+            meta = admin.list_topics(topic=topic, timeout=PROBE_TIMEOUT_S)
             found = meta.topics.get(topic)
             if found is None or found.error is not None:
                 raise UnavailableError(f"{KAFKA}: topic {topic} is not there")
             tps = [TopicPartition(topic, p) for p in sorted(found.partitions)]
-            ends = self._offsets(tps, OffsetSpec.latest())
-            starts = self._offsets(tps, OffsetSpec.earliest())
+            ends = _offsets(admin, tps, OffsetSpec.latest())
+            starts = _offsets(admin, tps, OffsetSpec.earliest())
             request = [ConsumerGroupTopicPartitions(group, tps)]
-            answer = self._admin.list_consumer_group_offsets(
-                request, request_timeout=PROBE_TIMEOUT_S
-            )[group].result(timeout=PROBE_TIMEOUT_S * 2)
+            answer = admin.list_consumer_group_offsets(request, request_timeout=PROBE_TIMEOUT_S)[
+                group
+            ].result(timeout=PROBE_TIMEOUT_S * 2)
         except UnavailableError:
             raise
         except Exception as exc:  # KafkaException, a timed-out future
+            self._admin.failed()
             raise UnavailableError(f"{KAFKA} unavailable: {exc}") from exc
         committed = {tp.partition: tp.offset for tp in answer.topic_partitions}
         lags = []
@@ -142,14 +144,14 @@ class StackReader:
             lags.append(PartitionLag(tp.partition, end, done, max(0, end - done)))
         return lags
 
-    def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
-        futures = self._admin.list_offsets(
-            {tp: spec for tp in tps}, request_timeout=PROBE_TIMEOUT_S
-        )
-        return {
-            tp.partition: future.result(timeout=PROBE_TIMEOUT_S * 2).offset
-            for tp, future in futures.items()
-        }
+
+def _offsets(admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
+    """Return each partition's offset of the kind spec asks (latest, earliest)."""
+    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=PROBE_TIMEOUT_S)
+    return {
+        tp.partition: future.result(timeout=PROBE_TIMEOUT_S * 2).offset
+        for tp, future in futures.items()
+    }
 
 
 def _attempt(state: StackState, part: str, read: Callable[[], T]) -> T | None:
