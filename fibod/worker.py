@@ -29,7 +29,6 @@ reassigns its partitions after the session timeout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
@@ -37,22 +36,22 @@ import socket
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from fibod import agreement, health, keys, lengths, logs, metrics, observe, planner
+from fibod import agreement, keys, lengths, logs, metrics, planner
 from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
-from fibod.roster import Heartbeat, Roster, WorkerStatus
 from fibod.segments import encode_segment
 from fibod.sequences import SequenceStore
 from fibod.tasks import Task, TaskState, TaskStore, now_ms
+from fibod.worker_view import operator_view
 
 log = logging.getLogger("fibod.worker")
 
@@ -252,32 +251,6 @@ class Worker:
         self.current, self.current_since = None, now_ms()
         logs.request_id.set(None)
         logs.task_id.set(None)
-
-    def status(self, host: str, pid: int, metrics_port: int | None) -> WorkerStatus:
-        """Describe this worker for the roster (read from the heartbeat thread)."""
-        unit = self.current
-        return WorkerStatus(
-            id=self.owner_id,
-            name=self.name,
-            host=host,
-            pid=pid,
-            state="stopping" if self.stopping else ("busy" if unit else "idle"),
-            kind=unit.kind if unit else None,
-            task=unit.task_id if unit else None,
-            sn=unit.sn if unit else None,
-            since=self.current_since,
-            partitions=sorted(self.assigned),
-            metrics_port=metrics_port,
-            units_done=self.units_done,
-        )
-
-    def readiness(self) -> list[str]:
-        """Say why this worker cannot take tasks yet (empty: it can)."""
-        if self.stopping:
-            return ["worker: stopping"]
-        if not self.assignment_received:
-            return ["worker: no partition assignment received yet"]
-        return []
 
     def _encode_timed(self, start: int, count: int) -> bytes:
         began = time.perf_counter()
@@ -536,34 +509,6 @@ def main(argv: list[str] | None = None) -> int:
     with operator_view(worker, settings, args.index):
         worker.run()
     return 0
-
-
-@contextlib.contextmanager
-def operator_view(worker: Worker, settings: Settings, index: int) -> Iterator[None]:
-    """Serve the worker's /metrics, /healthz, /readyz and publish its heartbeat meanwhile."""
-    port = settings.worker_metrics_port + index
-    metrics.WORKER_BUSY.labels(worker.name).set(0)  # shown before the first unit too
-    metrics.WORKER_PARTITIONS.labels(worker.name).set(0)
-    checks = health.stack_checks(settings, (health.TASK_STORE, health.SEQUENCE_STORE))
-
-    def readiness() -> list[str]:
-        return worker.readiness() + health.failures(checks)
-
-    server = observe.serve(
-        observe.Observed(None, worker.name, readiness), settings.listen_address, port
-    )
-    host, pid = socket.gethostname(), os.getpid()
-    served = port if server is not None else None
-    heartbeat = Heartbeat(
-        Roster(connect_task_store(settings)), lambda: worker.status(host, pid, served)
-    )
-    heartbeat.start()
-    try:
-        yield
-    finally:
-        heartbeat.stop()
-        if server is not None:
-            server.shutdown()
 
 
 if __name__ == "__main__":

@@ -196,8 +196,11 @@ def worker_group_problem(settings: Settings) -> str | None:
 
 
 def check_ports_free(settings: Settings) -> Callable[[], tuple[bool, str]]:
-    """Return a check that no port of the stack accepts connections."""
-    ports = stack_ports(settings)
+    """Return a check that no port of the stack accepts connections (every worker's too)."""
+    ports = {f"FIBOD_{name.upper()}": port for name, port in stack_ports(settings).items()}
+    workers = int(settings.workers) if settings.workers.isdigit() else 1
+    for index in range(1, workers):  # worker 0's is FIBOD_WORKER_METRICS_PORT itself
+        ports[f"FIBOD_WORKER_METRICS_PORT + {index}"] = settings.worker_metrics_port + index
     host = settings.listen_address
 
     def check() -> tuple[bool, str]:
@@ -206,7 +209,7 @@ def check_ports_free(settings: Settings) -> Callable[[], tuple[bool, str]]:
             with socket.socket() as sock:
                 sock.settimeout(1.0)
                 if sock.connect_ex((host, port)) == 0:
-                    busy.append(f"{port} (FIBOD_{name.upper()})")
+                    busy.append(f"{port} ({name})")
         if busy:
             return False, "ports still in use: " + ", ".join(busy)
         return True, "ports free: " + ", ".join(str(p) for p in ports.values())
