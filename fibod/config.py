@@ -167,6 +167,20 @@ class Settings:
     vip_port: int = setting(
         8003, "gunicorn running the VIP app", scope=STACK, minimum=1, maximum=65535
     )
+    monitor_port: int = setting(
+        8004,
+        "gunicorn running the monitor app (/metrics, /readyz, the dashboard's data)",
+        scope=STACK,
+        minimum=1,
+        maximum=65535,
+    )
+    worker_metrics_port: int = setting(
+        8010,
+        "worker N serves /metrics, /healthz, /readyz on this port + N",
+        scope=STACK,
+        minimum=1,
+        maximum=65535,
+    )
     task_redis_port: int = setting(
         6391, "Redis #1, the task store", scope=STACK, minimum=1, maximum=65535
     )
@@ -311,6 +325,19 @@ class Settings:
     vip_threads: int = setting(4, "threads per VIP process", scope=STACK, minimum=1, maximum=1024)
     log_level: str = setting(
         "INFO", "log level of every fibod process", pattern=r"DEBUG|INFO|WARNING|ERROR|CRITICAL"
+    )
+    log_format: str = setting(
+        "text",
+        "log lines of every fibod process and nginx's access log: readable text, or one JSON "
+        "object per line",
+        pattern=r"text|json",
+    )
+    monitor_allow: str = setting(
+        "127.0.0.0/8",
+        "nginx: client addresses (CIDR, comma-separated, or `all`) allowed to /metrics, "
+        "/healthz, /readyz and the dashboard",
+        scope=STACK,
+        pattern=r"all|[0-9a-f.:/]+(,[0-9a-f.:/]+)*",
     )
     # --- nginx limits ---------------------------------------------------------
     rate_limit: str = setting(
@@ -482,6 +509,13 @@ class Settings:
         scope=STACK,
         pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
         derive=lambda s: f"{s['listen_address']}:{s['vip_port']}",
+    )
+    monitor_upstreams: str = setting(
+        "",
+        "nginx: monitor app servers host:port,... (derived: LISTEN_ADDRESS:MONITOR_PORT)",
+        scope=STACK,
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['monitor_port']}",
     )
     # --- Scripts, tests and benchmarks ------------------------------------------
     up_wait_s: int = setting(

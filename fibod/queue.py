@@ -1,7 +1,9 @@
 """Kafka setup in one place: message format, producer and consumer config.
 
 Messages are small JSON objects: {"v": 1, "kind": "task"|"help", "id":
-<task id>, "sn": <int>}. A "task" message makes its consumer the task's
+<task id>, "sn": <int>}, and "rid": the request id nginx gave the submit
+(optional: older messages lack it, and readers ignore what they do not
+know), so a worker's log lines name the request. A "task" message makes its consumer the task's
 owner; "help" messages ask other workers to compute missing segments of
 the same task. Producers are idempotent (acks=all).
 """
@@ -27,6 +29,8 @@ MESSAGE_VERSION = 1
 KIND_TASK = "task"
 KIND_HELP = "help"
 _KINDS = (KIND_TASK, KIND_HELP)
+#: Longest request id kept from a message (nginx's are 32 hex digits).
+REQUEST_ID_MAX = 64
 #: Seconds the background thread blocks in producer.poll() per round.
 _POLL_S = 0.1
 
@@ -38,10 +42,19 @@ class QueueMessage:
     kind: str
     task_id: str
     sn: int
+    #: nginx's X-Request-ID of the submit that made the task, if known.
+    request_id: str | None = None
 
     def encode(self) -> bytes:
         """Serialise as compact JSON."""
-        body = {"v": MESSAGE_VERSION, "kind": self.kind, "id": self.task_id, "sn": self.sn}
+        body: dict[str, object] = {
+            "v": MESSAGE_VERSION,
+            "kind": self.kind,
+            "id": self.task_id,
+            "sn": self.sn,
+        }
+        if self.request_id:
+            body["rid"] = self.request_id
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -58,7 +71,8 @@ class QueueMessage:
             raise ValueError(f"bad kind or id: {body!r:.200}")
         if not isinstance(sn, int) or isinstance(sn, bool) or sn < 0:
             raise ValueError(f"bad sn: {body!r:.200}")
-        return cls(kind, task_id, sn)
+        rid = body.get("rid")
+        return cls(kind, task_id, sn, rid[:REQUEST_ID_MAX] if isinstance(rid, str) else None)
 
 
 def client_config(settings: Settings, admin: bool = False) -> dict[str, Any]:

@@ -177,7 +177,7 @@ class SequenceStore:
         client = self._redis
         if isinstance(client, RedisCluster):
             return [
-                _node_stats(
+                node_stats_from_info(
                     f"{node.host}:{node.port}",
                     client.info(target_nodes=node),
                     client.dbsize(target_nodes=node),
@@ -186,7 +186,7 @@ class SequenceStore:
             ]
         kwargs = client.connection_pool.connection_kwargs
         address = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-        return [_node_stats(address, client.info(), client.dbsize())]
+        return [node_stats_from_info(address, client.info(), client.dbsize())]
 
     @store_call(_STORE)
     def clear(self, reset_counters: bool = False) -> int:
@@ -211,7 +211,8 @@ class SequenceStore:
         return deleted
 
 
-def _node_stats(address: str, info: dict[str, Any], keys_held: int) -> NodeStats:
+def node_stats_from_info(address: str, info: dict[str, Any], keys_held: int) -> NodeStats:
+    """Pick a server's memory, eviction and key figures out of its INFO."""
     return NodeStats(
         address=address,
         keys=int(keys_held),

@@ -5,6 +5,8 @@ text_bytes, created, started, finished (ms since the epoch) and error.
 Ready and failed tasks expire after `task_ttl_s`; queued and running
 ones do not. Ids carry their creation time (12 hex digits of ms, then 8
 random hex digits), so an absent id can be told "expired" from "unknown".
+Every new task is also indexed (fibod:live while queued or running,
+fibod:recent among the newest), for the monitor: fibod/task_index.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from fibod.errors import ExpiredError, InputError, NotFoundError, UnavailableErr
 from fibod.redis_client import connect_task_store, store_call
 
 TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
+#: Newest tasks the index keeps for the dashboard's list (older ones drop out).
+RECENT_TASKS = 10_000
 _STORE = "task store"
 
 # Finish a task (ready or failed). Ready and failed are final, and only the
@@ -210,6 +214,21 @@ def may_progress(task: Task | None, owner: str, done: int) -> bool:
     )
 
 
+def add_to_index(pipe: redis.client.Pipeline, task: Task) -> None:
+    """Queue the index writes of a new task (fibod/task_index.py reads them)."""
+    created = task.created or 0
+    if task.state is not TaskState.READY:
+        pipe.zadd(keys.LIVE_KEY, {task.id: created})
+    pipe.zadd(keys.RECENT_KEY, {task.id: created})
+    pipe.zremrangebyrank(keys.RECENT_KEY, 0, -RECENT_TASKS - 1)
+
+
+def remove_from_index(pipe: redis.client.Pipeline, task_id: str) -> None:
+    """Queue the removal of a deleted task from the index."""
+    pipe.zrem(keys.LIVE_KEY, task_id)
+    pipe.zrem(keys.RECENT_KEY, task_id)
+
+
 def absent_task_error(task_id: str, ttl_s: int, now: int) -> ExpiredError | NotFoundError:
     """Say why no task has this id: expired if older than the TTL, else unknown.
 
@@ -262,12 +281,13 @@ class TaskStore:
             pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
                 pipe.expire(keys.task_key(task.id), self.ttl_s)
+            add_to_index(pipe, task)
             try:
                 self._durably(pipe)
             except UnavailableError:
                 # not on enough replicas: a failover could lose it, so it
                 # must not be answered; leave no half-accepted task behind
-                self._redis.delete(keys.task_key(task.id))
+                self.delete(task.id)
                 raise
         return task
 
@@ -287,7 +307,10 @@ class TaskStore:
     @store_call(_STORE)
     def delete(self, task_id: str) -> None:
         """Remove a task (its queue message could not be produced)."""
-        self._redis.delete(keys.task_key(task_id))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.task_key(task_id))
+            remove_from_index(pipe, task_id)
+            pipe.execute()
 
     @store_call(_STORE)
     def mark_running(self, task_id: str, owner: str) -> bool:
@@ -327,7 +350,10 @@ class TaskStore:
             args += [name, value]
         with self._redis.pipeline(transaction=False) as pipe:
             self._finish(keys=[keys.task_key(task_id)], args=args, client=pipe)
-            return bool(self._durably(pipe)[0])
+            finished = bool(self._durably(pipe)[0])
+        if finished:  # only now: a refused finish leaves a task that is still live
+            self._redis.zrem(keys.LIVE_KEY, task_id)
+        return finished
 
     def _durably(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Run the pipeline's writes; with replicas asked for, wait until they have them.

@@ -226,10 +226,13 @@ class ScriptedConsumer:
         self,
         topics: list[str],
         *,
+        on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
     ) -> None:
         self._on_revoke = on_revoke
+        if on_assign is not None:  # the group hands out the scripted partitions at once
+            on_assign(self, [TopicPartition(self.topic, p) for p in self.partitions])
 
     def poll(self, timeout: float = -1) -> Message | None:
         if self.paused:

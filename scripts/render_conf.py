@@ -44,6 +44,7 @@ TEMPLATES = {
     ROOT / "ops" / "kafka" / "users.args.in": ("kafka-users.args", True),
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
     ROOT / "ops" / "redis" / "sequence-store.conf.in": ("sequence-store.conf", True),
+    ROOT / "ops" / "logrotate.conf.in": ("logrotate.conf", False),
 }
 #: Templates of the parts that exist only across hosts, rendered when set up.
 SENTINEL_TEMPLATE = ROOT / "ops" / "redis" / "sentinel.conf.in"
@@ -69,6 +70,7 @@ STATE_DIRS = (
     "nginx/uwsgi",
     "nginx/scgi",
     "static",
+    "metrics",
 )
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -161,14 +163,15 @@ def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings
 
 def redis_acl(settings: Settings) -> str:
     """The users of every Redis server: the apps' (fibod:* keys, no dangerous
-    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...) and the admin
+    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...; INFO, for the
+    monitor's memory figures) and the admin
     (the default user, with a password: fibod/config.py says why)."""
     return "\n".join(
         [
             f"user {REDIS_ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
             f"user {APP_USER} on >{settings.redis_password} resetkeys ~fibod:* resetchannels "
             "-@all +@read +@write +@keyspace +@string +@hash +@list +@stream +@transaction "
-            "+@scripting +@connection -@dangerous +wait +readonly "
+            "+@scripting +@connection -@dangerous +wait +readonly +info "
             "+cluster|slots +cluster|shards +cluster|nodes",
         ]
     )
@@ -202,6 +205,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         ("SUBMIT", settings.submit_upstreams),
         ("FETCH", settings.fetch_upstreams),
         ("VIP", settings.vip_upstreams),
+        ("MONITOR", settings.monitor_upstreams),
     ):
         servers = upstreams.split(",")
         values[f"FIBOD_{app}_SERVERS"] = "\n        ".join(
@@ -210,6 +214,14 @@ def template_values(settings: Settings) -> dict[str, str]:
             for server in servers
         )
         values[f"FIBOD_{app}_TRIES"] = str(len(servers))
+    # The operators' pages: who may see them, where the dashboard's files are.
+    if settings.monitor_allow == "all":
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = "allow all;"
+    else:
+        allowed = " ".join(f"allow {cidr};" for cidr in settings.monitor_allow.split(","))
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = f"{allowed} deny all;"
+    values["FIBOD_DASHBOARD_DIR"] = str(ROOT / "ops" / "dashboard")
+    values["FIBOD_ACCESS_LOG_FORMAT"] = "fibod_json" if settings.log_format == "json" else "fibod"
     # Redis: a task-store replica follows its primary; Sentinels watch the primary.
     replica_of = settings.task_redis_replica_of.replace(":", " ")
     values["FIBOD_TASK_REDIS_REPLICAOF_DIRECTIVE"] = f"replicaof {replica_of}" if replica_of else ""
