@@ -501,8 +501,12 @@ def build_worker(settings: Settings, name: str = "worker-0") -> Worker:
     """
     owner_id = f"{socket.gethostname()}:{os.getpid()}"
     consumer = Consumer(consumer_config(settings, f"fibod-worker-{os.getpid()}"))
-    agreement.check_partitions(consumer, settings)
-    agreement.check_layout(connect_task_store(settings), settings)
+    try:
+        agreement.check_partitions(consumer, settings)
+        agreement.check_layout(connect_task_store(settings), settings)
+    except BaseException:
+        consumer.close()  # now, not at exit, where librdkafka would log after our reason
+        raise
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
