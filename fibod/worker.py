@@ -9,9 +9,10 @@ the store itself only when no report came for a while (a helper died,
 or another task's worker holds a claim), marks the task ready with its
 text length (known from the indices alone, fibod/lengths.py) and only
 then commits the offset (at-least-once). A "help" message takes
-segments from the task's list, computes and reports them, and commits. During long units every assigned
-partition is paused and the consumer keeps polling, so Kafka never
-evicts the worker for exceeding max.poll.interval.ms.
+segments from the task's list, computes and reports them, and commits.
+During long units every assigned partition is paused and the consumer
+keeps polling, so Kafka never evicts the worker for exceeding
+max.poll.interval.ms.
 
 Stopping. The first SIGTERM or SIGINT drains: the worker takes no new
 message, gives its current unit up uncommitted at the next check (Kafka
