@@ -3,7 +3,8 @@
 Segment j of the layout lives at fibod:seg:<segment_bytes>:<j>, written
 once with SET NX: encoding is deterministic, so a second writer would
 only repeat the same bytes. A claim (SET NX PX) marks a segment as being
-computed, so concurrent tasks never compute the same segment twice.
+computed, so concurrent tasks never compute the same segment twice; it
+is refused when the segment is stored already (two tasks listed it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.cluster import RedisCluster
 from fibod import keys
 from fibod.config import Settings
 from fibod.counters import Counters
+from fibod.planner import Claim
 from fibod.redis_client import RedisClient, connect_sequence_store, connect_task_store, store_call
 from fibod.segments import (
     SegmentLayout,
@@ -108,10 +110,23 @@ class SequenceStore:
         return bool(self._discard(keys=[self.key(j)], args=[segment]))
 
     @store_call(_STORE)
-    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
-        """Claim segment j for computing (SET NX PX); False if another holds it."""
+    def claim(self, j: int, owner: str, lease_ms: int) -> Claim:
+        """Claim segment j for computing (SET NX PX), unless it is stored.
+
+        The check follows the claim in one round trip on one connection: a
+        claim's holder stores the segment before it drops the claim, so a
+        segment stored by whoever held the claim before is always seen.
+        """
         key = keys.claim_key(self.layout.segment_bytes, j)
-        return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, owner, nx=True, px=lease_ms)
+            pipe.exists(self.key(j))
+            claimed, stored = pipe.execute()
+        if stored:
+            if claimed:
+                self._redis.delete(key)
+            return Claim.STORED
+        return Claim.CLAIMED if claimed else Claim.TAKEN
 
     @store_call(_STORE)
     def store_and_release(self, j: int, segment: bytes) -> bool:

@@ -61,7 +61,7 @@ def test_builder_computes_a_claimed_segment_stores_it_and_releases_the_claim() -
 
 def test_builder_leaves_a_segment_another_worker_holds() -> None:
     store = MemorySequenceStore(LAYOUT)
-    assert store.claim(1, "other", 1000)
+    assert store.claim(1, "other", 1000) is planner.Claim.CLAIMED
     calls: list[tuple[int, int]] = []
 
     def encode(start: int, count: int) -> bytes:
@@ -70,6 +70,26 @@ def test_builder_leaves_a_segment_another_worker_holds() -> None:
 
     assert not planner.SegmentBuilder(store, "me", 1000, encode).build(1)
     assert calls == [] and 1 not in store.segments and store.claims == {1: "other"}
+
+
+def test_builder_skips_a_segment_stored_since_it_was_handed_out() -> None:
+    # given segment 3 on two tasks' work lists, stored from the other list meanwhile
+    store = MemorySequenceStore(LAYOUT)
+    store.put(3, encode_segment(*LAYOUT.bounds(3)))
+    calls: list[tuple[int, int]] = []
+
+    def encode(start: int, count: int) -> bytes:
+        calls.append((start, count))
+        return encode_segment(start, count)
+
+    builder = planner.SegmentBuilder(store, "me", 1000, encode)
+    # when this worker gets to it
+    built = builder.build(3)
+    builder.flush()
+    # then it counts as stored, and is neither computed nor counted again
+    assert built
+    assert calls == [] and store.claims == {}
+    assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
 
 
 def test_two_workers_taking_turns_at_a_work_list_compute_each_segment_once() -> None:
