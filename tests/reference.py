@@ -22,6 +22,10 @@ import gmpy2
 HEADER_BYTES = 32
 TRAILER_BYTES = 8
 
+# Numbers here run to tens of thousands of digits (F(20,000) alone has
+# 4,180): lift CPython's limit on int <-> decimal text once, for every caller.
+sys.set_int_max_str_digits(0)
+
 _decimals: list[str] = []  # str(F(0)), str(F(1)), ... computed so far
 _next_pair = [0, 1]  # F(len(_decimals)), F(len(_decimals) + 1)
 _decimals_lock = threading.Lock()
@@ -56,8 +60,6 @@ def _decimal_strings(stop: int) -> list[str]:
     """Return str(F(0))..str(F(stop-1)); computed once, kept for later calls."""
     with _decimals_lock:
         if len(_decimals) < stop:
-            if sys.get_int_max_str_digits():
-                sys.set_int_max_str_digits(0)  # F(20,000) alone has 4,180 digits
             a, b = _next_pair
             for _ in range(stop - len(_decimals)):
                 _decimals.append(str(a))
