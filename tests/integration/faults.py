@@ -15,7 +15,7 @@ import os
 import random
 import signal
 import socket
-import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -45,6 +45,16 @@ def rss_kib(pid: int) -> int:
     return _status_field(pid, "VmRSS")
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Make a process's peak RSS (VmHWM) start again from its RSS now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Return a process's peak resident set size in KiB (VmHWM)."""
+    return _status_field(pid, "VmHWM")
+
+
 def threads(pid: int) -> int:
     """Return a process's thread count."""
     return _status_field(pid, "Threads")
@@ -55,12 +65,6 @@ def _status_field(pid: int, name: str) -> int:
         if line.startswith(name + ":"):
             return int(line.split()[1])
     raise AssertionError(f"no {name} for pid {pid}")
-
-
-def pgrep(pattern: str) -> list[int]:
-    """Return the pids whose command line contains pattern."""
-    result = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
-    return [int(p) for p in result.stdout.split() if int(p) != os.getpid()]
 
 
 def claims(sequence_redis: redis.Redis, segment_bytes: int) -> dict[int, str]:
@@ -75,6 +79,55 @@ def claims(sequence_redis: redis.Redis, segment_bytes: int) -> dict[int, str]:
         if parsed is not None and parsed[0] == segment_bytes and owner is not None:
             out[parsed[1]] = owner.decode()
     return out
+
+
+class ClaimWatcher(threading.Thread):
+    """Follow every compute claim of the sequence store as it happens.
+
+    Keyspace notifications (switched on for the watcher's lifetime) report
+    each claim key set, deleted or expired, in the order Redis ran the
+    commands, so the count of claims held at once is exact. The owner a
+    claim names is read right after its notification: a claim that lived
+    shorter than that read is counted, its owner not seen.
+    """
+
+    def __init__(self, sequence_redis: redis.Redis) -> None:
+        super().__init__(name="claim-watcher", daemon=True)
+        self._redis = sequence_redis
+        self._events = sequence_redis.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        sequence_redis.config_set("notify-keyspace-events", "K$gx")
+        self._pubsub = sequence_redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(f"__keyspace@0__:{keys.CLAIM_PREFIX}*")
+        self._done = threading.Event()
+        self.claims = 0
+        self.held = 0
+        self.most_held = 0
+        self.owners: set[str] = set()
+
+    def run(self) -> None:
+        """Count claims set, held and released; read each new claim's owner."""
+        prefix = len("__keyspace@0__:")
+        while not self._done.is_set():
+            message = self._pubsub.get_message(timeout=0.1)
+            if message is None:
+                continue
+            event = message["data"].decode()
+            if event == "set":
+                self.claims += 1
+                self.held += 1
+                self.most_held = max(self.most_held, self.held)
+                owner = self._redis.get(message["channel"][prefix:])
+                if owner is not None:
+                    self.owners.add(owner.decode())
+            elif event in ("del", "expired"):
+                self.held -= 1
+
+    def stop(self) -> None:
+        """Stop watching; switch the notifications back as they were."""
+        self._done.set()
+        self.join(timeout=10)
+        self._pubsub.close()
+        self._redis.config_set("notify-keyspace-events", self._events)
 
 
 def ghost_claim(sequence_redis: redis.Redis, layout: SegmentLayout, j: int, hold_ms: int) -> None:

@@ -76,6 +76,23 @@ def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float 
         time.sleep(step_s)
 
 
+def process_tree(root: int) -> set[int]:
+    """Return a process and every process below it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 class Supervisor:
     """The stack's supervisord, through supervisorctl."""
 
@@ -112,6 +129,10 @@ class Supervisor:
             for words in (line.split() for line in self.ctl("status").splitlines())
             if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
         ]
+
+    def processes(self, name: str) -> set[int]:
+        """Return a RUNNING program's pid and its children's (gunicorn's workers)."""
+        return process_tree(self.pid(name))
 
     def stop(self, name: str) -> None:
         """Stop a program (TERM, then KILL after its stopwaitsecs)."""

@@ -8,11 +8,9 @@ never served short or wrong) and tests/test_fetch_app.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,7 +18,7 @@ import requests
 
 from fibod import keys
 from tests.integration.clients import raw_get
-from tests.integration.stack import VAR
+from tests.integration.stack import VAR, process_tree
 from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
@@ -56,25 +54,6 @@ def test_redis_refuses_clients_without_the_password(stack, url_field: str) -> No
     good.close()
 
 
-def _stack_pids() -> set[int]:
-    """Pids of supervisord and every process below it."""
-    root = int((VAR / "run" / "supervisord.pid").read_text())
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 #: Port settings of parts the one-machine stack does not run.
 CLUSTER_ONLY_PORTS = ("FIBOD_SENTINEL_PORT",)
 
@@ -82,7 +61,7 @@ CLUSTER_ONLY_PORTS = ("FIBOD_SENTINEL_PORT",)
 def test_every_service_listens_on_loopback_only(stack) -> None:
     # given every listening TCP socket of the machine and its owning processes
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    pids = _stack_pids()
+    pids = process_tree(int((VAR / "run" / "supervisord.pid").read_text()))
     ours: dict[str, str] = {}
     for line in out.splitlines():
         words = line.split()
