@@ -102,6 +102,18 @@ def reference_digest(sn: int) -> Digest:
     return Digest(sn, size, hasher.hexdigest(), tuple(prefix))
 
 
+def reference_prefix(size: int) -> bytes:
+    """Return the first `size` bytes of the text of F(0), F(1), ..., from gmpy2."""
+    pieces, total = [], 0
+    a, b = gmpy2.mpz(0), gmpy2.mpz(1)
+    while total < size:
+        piece = a.digits().encode() + b" "
+        pieces.append(piece)
+        total += len(piece)
+        a, b = b, a + b
+    return b"".join(pieces)[:size]
+
+
 def reference_text_bytes(sn: int, within: int = 20_000) -> int:
     """Return the text length of F(0)..F(sn-1) with separators.
 

@@ -40,7 +40,7 @@ from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskState, TaskStore
-from tests.integration.clients import Client
+from tests.integration.clients import Client, StreamReader
 from tests.integration.faults import (
     SETTLE_S,
     check_segments,
@@ -61,7 +61,7 @@ from tests.integration.stack import (
     stop_worker,
     wait_for,
 )
-from tests.reference import reference_digest, reference_text_bytes
+from tests.reference import reference_digest, reference_prefix, reference_text_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -448,6 +448,78 @@ def _probe_api(base_url: str, task_id: str) -> dict[str, tuple[int, str, str | N
             time.monotonic() - started,
         )
     return out
+
+
+#: Bytes a client has read of a stream when the fault strikes (~2 of 90 segments).
+READ_BEFORE_FAULT_BYTES = 8 << 20
+
+
+def test_a_stream_cut_by_a_dead_fetch_process_ends_short_of_its_length(
+    supervisor, http, stack
+) -> None:
+    # given a ready task of 376 MB, and a client that has read the start of it through nginx
+    task_id = http.submit(FAULT_SN)
+    assert http.wait_ready(task_id, RECOVERY_TIMEOUT_S)["state"] == "ready"
+    reader = StreamReader(stack.base_url, f"/myapp/fibotask?id={task_id}")
+    assert reader.read(READ_BEFORE_FAULT_BYTES) > 0
+    # when the fetch app's worker processes die (kill -9) in the middle of the stream
+    master = supervisor.pid("fetch")
+    killed = supervisor.processes("fetch") - {master}
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    # then the client's connection ends short of Content-Length
+    reader.read_to_end()
+    assert (reader.status, reader.first) == (200, b"\x00")
+    assert reader.length == 1 + reference_digest(FAULT_SN).size
+    assert READ_BEFORE_FAULT_BYTES <= reader.received < reader.length
+    # and every byte it got was right
+    text = reference_prefix(reader.received - 1)
+    assert reader.sha256 == hashlib.sha256(text).hexdigest()
+    # and the fetch app's master started new workers, which stream the task whole
+    wait_for(
+        lambda: len(supervisor.processes("fetch") - {master} - killed) == len(killed),
+        30,
+        "new fetch workers",
+    )
+    _check_task_bytes(http, task_id, FAULT_SN)
+    record(
+        "test_a_stream_cut_by_a_dead_fetch_process_ends_short_of_its_length",
+        content_length=reader.length,
+        received_before_kill=READ_BEFORE_FAULT_BYTES,
+        received=reader.received,
+    )
+
+
+def test_a_store_failure_mid_stream_still_yields_the_whole_answer(
+    supervisor, http, stack, store
+) -> None:
+    # given a ready task of 376 MB, its 90 segments stored, and a client that has
+    # read the start of it through nginx
+    task_id = http.submit(FAULT_SN)
+    assert http.wait_ready(task_id, RECOVERY_TIMEOUT_S)["state"] == "ready"
+    before = store.counters()
+    reader = StreamReader(stack.base_url, f"/myapp/fibotask?id={task_id}")
+    assert reader.read(READ_BEFORE_FAULT_BYTES) > 0
+    # when the sequence store is killed (kill -9) and held down
+    supervisor.kill_and_hold("sequence-redis")
+    try:
+        reader.read_to_end()
+        after = store.counters()
+    finally:
+        supervisor.start("sequence-redis")
+    # then the stream goes on to its last byte, every byte right
+    reference = reference_digest(FAULT_SN)
+    assert (reader.status, reader.first) == (200, b"\x00")
+    assert (reader.received, reader.length) == (1 + reference.size, 1 + reference.size)
+    assert reader.sha256 == reference.sha256
+    # and the segments it could no longer read were computed by the fetch
+    regenerated = after["segments_regenerated"] - before["segments_regenerated"]
+    assert 0 < regenerated <= len(store.layout.covering(FAULT_SN))
+    record(
+        "test_a_store_failure_mid_stream_still_yields_the_whole_answer",
+        received=reader.received,
+        segments_computed_by_the_fetch=regenerated,
+    )
 
 
 #: Tasks of the rebalance test, one per partition: six wait for the ghost claim

@@ -18,20 +18,37 @@ import requests
 
 from fibod import keys
 from tests.integration.clients import raw_get
-from tests.integration.stack import VAR, process_tree
+from tests.integration.faults import drop_ghost_claims, ghost_claim
+from tests.integration.stack import VAR, process_tree, wait_for
 from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
 
 
-def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis) -> None:
+def test_finished_task_expires_after_the_configured_ttl(
+    stack, http, task_redis, task_store, sequence_redis, sequence_store, layout
+) -> None:
     ttl_s = int(stack.env.get("FIBOD_TASK_TTL_S", 24 * 3600))
     assert ttl_s >= 24 * 3600
-    # given a finished task
-    task_id = http.submit(100)
-    assert http.wait_ready(task_id, 30)["state"] == "ready"
+    # given a queued task (stored, not yet handed to a worker) and a running one,
+    # whose owner waits for a segment a silent worker claimed
+    queued = task_store.create(100)
+    sequence_redis.delete(sequence_store.key(0))
+    ghost_claim(sequence_redis, layout, 0, hold_ms=20_000)
+    try:
+        running = http.submit(100)
+        wait_for(lambda: http.status(running)["state"] == "running", 10, "the task running")
+        # then neither expires
+        assert task_redis.ttl(keys.task_key(queued.id)) == -1
+        assert task_redis.ttl(keys.task_key(running)) == -1
+        assert http.status(queued.id)["state"] == "queued"
+    finally:
+        drop_ghost_claims(sequence_redis, layout)
+        task_redis.delete(keys.task_key(queued.id))
+    # when the running one finishes
+    assert http.wait_ready(running, 30)["state"] == "ready"
     # then its hash expires after the configured TTL (and not before)
-    remaining = task_redis.ttl(keys.task_key(task_id))
+    remaining = task_redis.ttl(keys.task_key(running))
     assert ttl_s - 60 < remaining <= ttl_s
     # and an absent id older than the TTL is reported expired on every route
     old = f"{int(time.time() * 1000) - (ttl_s + 3600) * 1000:012x}0badc0de"
