@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: deps install up down status test unit bench lint settings-doc clean \
+.PHONY: deps install up down status test unit bench profile lint settings-doc clean \
 	cluster-up cluster-status cluster-down cluster-test
 
 # Debian packages (redis-server, nginx, Java, Maven, ...): installs only what is missing.
@@ -55,6 +55,14 @@ unit: install
 
 bench: install
 	$(PY) -m pytest -q bench --benchmark-only -s
+
+# Where the kernel's time goes (docs/BENCHMARKS.md): the C driver of
+# fibod/_fastfib_core.h, then the `fibod fib` breakdown.
+profile: install
+	mkdir -p var
+	cc -O3 -o var/kernel_profile bench/kernel_profile.c -lm
+	var/kernel_profile
+	$(PY) bench/fib_profile.py
 
 # Regenerate the settings table of docs/OPERATIONS.md from fibod/config.py.
 settings-doc: install

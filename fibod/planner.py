@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from enum import IntEnum
 from typing import Protocol
 
 from fibod import keys
 from fibod.segments import SegmentLayout, encode_segment
+
+
+class Claim(IntEnum):
+    """What claiming a segment found."""
+
+    TAKEN = 0  # another worker holds the claim: it computes the segment
+    CLAIMED = 1  # ours now: compute it and store it
+    STORED = 2  # stored since it was handed out: nothing to compute
 
 
 class SegmentStore(Protocol):
@@ -23,7 +32,7 @@ class SegmentStore(Protocol):
 
     def missing(self, js: Sequence[int]) -> list[int]: ...
 
-    def claim(self, j: int, owner: str, lease_ms: int) -> bool: ...
+    def claim(self, j: int, owner: str, lease_ms: int) -> Claim: ...
 
     def store(self, j: int, segment: bytes) -> bool: ...
 
@@ -76,15 +85,19 @@ class SegmentBuilder:
         self.tally: Counter[str] = Counter()
 
     def build(self, j: int) -> bool:
-        """Compute and store segment j unless another worker holds its claim.
+        """Get segment j stored unless another worker holds its claim.
 
-        Returns False when another holds it (it computes the segment).
+        Returns False when another holds it (it computes the segment). A
+        segment stored since it was handed out (two tasks listed it, and
+        the claim of whoever stored it has expired) is not computed again.
         """
-        if not self._store.claim(j, self._owner, self._lease_ms):
+        found = self._store.claim(j, self._owner, self._lease_ms)
+        if found is Claim.TAKEN:
             return False
-        segment = self._encode(*self._store.layout.bounds(j))
-        stored = self._store.store(j, segment)
-        self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
+        if found is Claim.CLAIMED:
+            segment = self._encode(*self._store.layout.bounds(j))
+            stored = self._store.store(j, segment)
+            self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
         return True
 
     def flush(self) -> None:

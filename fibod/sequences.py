@@ -17,6 +17,7 @@ from redis.cluster import RedisCluster
 from fibod import keys
 from fibod.config import Settings
 from fibod.counters import Counters
+from fibod.planner import Claim
 from fibod.redis_client import RedisClient, connect_sequence_store, connect_task_store, store_call
 from fibod.segments import (
     SegmentLayout,
@@ -31,6 +32,19 @@ DISCARD_SEGMENT_LUA = """
 -- Returns 1 if deleted, 0 if absent or replaced.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# Claim a segment unless it is stored: one command, both keys in one slot.
+CLAIM_SEGMENT_LUA = """
+-- KEYS[1]: claim key, KEYS[2]: segment key. ARGV[1]: owner, ARGV[2]: lease ms.
+-- Returns 2 if the segment is stored, 1 if claimed now, 0 if another holds it.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+    return 2
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
 end
 return 0
 """
@@ -84,6 +98,7 @@ class SequenceStore:
         self.layout = layout
         self._counters = counters
         self._discard = client.register_script(DISCARD_SEGMENT_LUA)
+        self._claim = client.register_script(CLAIM_SEGMENT_LUA)
 
     def key(self, j: int) -> str:
         """Name segment j in this layout."""
@@ -112,10 +127,15 @@ class SequenceStore:
         return bool(self._discard(keys=[self.key(j)], args=[segment]))
 
     @store_call(_STORE)
-    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
-        """Claim segment j for computing (SET NX PX); False if another holds it."""
-        key = keys.claim_key(self.layout.segment_bytes, j)
-        return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
+    def claim(self, j: int, owner: str, lease_ms: int) -> Claim:
+        """Claim segment j for computing (SET NX PX), unless it is stored.
+
+        One script, so one command: the check and the claim cannot be
+        split by a store of the segment in between.
+        """
+        claim_key = keys.claim_key(self.layout.segment_bytes, j)
+        found = self._claim(keys=[claim_key, self.key(j)], args=[owner, lease_ms])
+        return Claim(int(found))
 
     @store_call(_STORE)
     def store(self, j: int, segment: bytes) -> bool:

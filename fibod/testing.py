@@ -16,6 +16,7 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from fibod.errors import UnavailableError
+from fibod.planner import Claim
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout
 from fibod.tasks import Task, TaskState, absent_task_error, may_finish, may_progress, new_task
@@ -49,11 +50,13 @@ class MemorySequenceStore:
     def missing(self, js: Sequence[int]) -> list[int]:
         return [j for j in js if j not in self.segments]
 
-    def claim(self, j: int, owner: str, lease_ms: int) -> bool:
+    def claim(self, j: int, owner: str, lease_ms: int) -> Claim:
         if j in self.claims:
-            return False
+            return Claim.TAKEN
+        if j in self.segments:
+            return Claim.STORED
         self.claims[j] = owner
-        return True
+        return Claim.CLAIMED
 
     def store(self, j: int, segment: bytes) -> bool:
         return self.put(j, segment)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -9,7 +10,8 @@ import sys
 import gmpy2
 import pytest
 
-from tests.reference import reference_text
+from fibod import _fastfib
+from tests.reference import reference_digest, reference_text
 
 FIBOD = [sys.executable, "-m", "fibod.cli"]
 
@@ -99,3 +101,33 @@ def test_closed_pipe_ends_quietly() -> None:
     # then it stops without a traceback
     assert out == b"0 1 1 2 3 "
     assert err == b""
+
+
+#: `fibod seq 100000`, the output the benchmarks time, with one SIMD path
+#: chosen first: the command's own code (fibod.cli.main) in a fresh process.
+SEQ_100000_ON_PATH = (
+    "import sys; from fibod import _fastfib; from fibod.cli import main; "
+    "want = int(sys.argv[1]); assert _fastfib.select_simd(want) == want; "
+    "raise SystemExit(main(['seq', '100000']))"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [0, 1], ids=["portable", "avx2"])
+def test_seq_100000_is_gmpy2s_text_on_each_simd_path(path: int) -> None:
+    if path and not _fastfib.simd_available():
+        pytest.skip("no AVX2 path here (CPU without avx2, or built without it)")
+    # given F(0)..F(99,999) from gmpy2 additions and .digits(), hashed
+    reference = reference_digest(100_000)
+    # when the command writes its 1.05 GB into a pipe on that path
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SEQ_100000_ON_PATH, str(path)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    hasher, size = hashlib.sha256(), 0
+    while chunk := proc.stdout.read(1 << 22):
+        hasher.update(chunk)
+        size += len(chunk)
+    # then every byte is gmpy2's
+    assert proc.wait(timeout=60) == 0
+    assert (size, hasher.hexdigest()) == (reference.size, reference.sha256)

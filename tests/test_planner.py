@@ -63,7 +63,7 @@ def test_builder_computes_a_segment_under_its_claim_and_counts_it() -> None:
 
 def test_builder_leaves_a_segment_another_worker_holds() -> None:
     store = MemorySequenceStore(LAYOUT)
-    assert store.claim(1, "other", 1000)
+    assert store.claim(1, "other", 1000) is planner.Claim.CLAIMED
     calls: list[tuple[int, int]] = []
 
     def encode(start: int, count: int) -> bytes:
@@ -72,6 +72,51 @@ def test_builder_leaves_a_segment_another_worker_holds() -> None:
 
     assert not planner.SegmentBuilder(store, "me", 1000, encode).build(1)
     assert calls == [] and 1 not in store.segments and store.claims == {1: "other"}
+
+
+def test_builder_skips_a_segment_stored_since_it_was_handed_out() -> None:
+    # given segment 3 on two tasks' work lists, computed and stored from the
+    # other list meanwhile (its claim lives on until its lease ends)
+    store = MemorySequenceStore(LAYOUT)
+    other = planner.SegmentBuilder(store, "other task's worker", 1000)
+    assert other.build(3)
+    calls: list[tuple[int, int]] = []
+
+    def encode(start: int, count: int) -> bytes:
+        calls.append((start, count))
+        return encode_segment(start, count)
+
+    builder = planner.SegmentBuilder(store, "me", 1000, encode)
+    # when this worker gets to it
+    built = builder.build(3)
+    builder.flush()
+    # then it is left to the other (found stored when the owner looks), and
+    # neither computed nor counted again
+    assert not built
+    assert calls == []
+    assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
+
+
+def test_builder_skips_a_stored_segment_whose_claim_has_expired() -> None:
+    # given segment 3 on two tasks' work lists, stored from the other list long
+    # enough ago that the claim of whoever stored it has expired
+    store = MemorySequenceStore(LAYOUT)
+    assert planner.SegmentBuilder(store, "other task's worker", 1000).build(3)
+    del store.claims[3]
+    calls: list[tuple[int, int]] = []
+
+    def encode(start: int, count: int) -> bytes:
+        calls.append((start, count))
+        return encode_segment(start, count)
+
+    builder = planner.SegmentBuilder(store, "me", 1000, encode)
+    # when this worker gets to it
+    built = builder.build(3)
+    builder.flush()
+    # then it counts as done, and is neither computed nor claimed again
+    assert built
+    assert calls == [] and 3 not in store.claims
+    assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
 
 
 def test_two_workers_taking_turns_at_a_work_list_compute_each_segment_once() -> None:

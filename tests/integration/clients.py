@@ -1,8 +1,10 @@
 """HTTP clients of the stack.
 
 `Client` follows the documented client flow (submit, long-poll, stream);
-`raw_get` sends a request as written, from a chosen source address. The
-answers are checked against tests/reference.py.
+`raw_get` sends a request as written, from a chosen source address;
+`StreamReader` reads a streamed answer a piece at a time, so a test can
+strike mid-stream and see where the stream ended. The answers are
+checked against tests/reference.py.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import http.client
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
@@ -110,3 +113,53 @@ def raw_get(
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
+
+
+class StreamReader:
+    """A GET whose body is read a piece at a time and hashed, not kept.
+
+    The status byte is kept apart (`first`); `received` counts every body
+    byte, status byte included, to compare with `length` (Content-Length).
+    """
+
+    def __init__(self, base_url: str, path: str, timeout_s: float = 30) -> None:
+        parts = urlsplit(base_url)
+        self._conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout_s
+        )
+        self._conn.request("GET", path)
+        self._resp = self._conn.getresponse()
+        self.status = self._resp.status
+        self.length = int(self._resp.getheader("Content-Length") or -1)
+        self.first = b""
+        self.received = 0
+        self._hasher = hashlib.sha256()
+
+    def read(self, nbytes: int) -> int:
+        """Read up to nbytes more (fewer at the end); return how many came."""
+        got = 0
+        while got < nbytes:
+            try:
+                chunk = self._resp.read(min(READ_CHUNK_BYTES, nbytes - got))
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                break
+            if not self.first:
+                self.first, chunk = chunk[:1], chunk[1:]
+                self.received += 1
+            self._hasher.update(chunk)
+            self.received += len(chunk)
+            got += len(chunk)
+        return got
+
+    def read_to_end(self) -> None:
+        """Read until the server ends the answer or closes the connection."""
+        while self.read(READ_CHUNK_BYTES):
+            pass
+        self._conn.close()
+
+    @property
+    def sha256(self) -> str:
+        """The hash of the body read so far, without the status byte."""
+        return self._hasher.hexdigest()

@@ -1,22 +1,24 @@
 """Fault injection on the running stack, and the checks that follow a fault.
 
-Ghost claims, process figures, Kafka group and topic helpers, and the
-segment checks: these read the sequence store directly and compare with
-gmpy2 (tests.reference), never with fibod's kernel.
+Ghost claims, catching a worker while it holds a claim, process figures,
+Kafka group and topic helpers, and the segment checks: these read the
+sequence store directly and compare with gmpy2 (tests.reference), never
+with fibod's kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
+import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,16 @@ def rss_kib(pid: int) -> int:
     return _status_field(pid, "VmRSS")
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Make a process's peak RSS (VmHWM) start again from its RSS now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Return a process's peak resident set size in KiB (VmHWM)."""
+    return _status_field(pid, "VmHWM")
+
+
 def threads(pid: int) -> int:
     """Return a process's thread count."""
     return _status_field(pid, "Threads")
@@ -53,12 +65,6 @@ def _status_field(pid: int, name: str) -> int:
         if line.startswith(name + ":"):
             return int(line.split()[1])
     raise AssertionError(f"no {name} for pid {pid}")
-
-
-def pgrep(pattern: str) -> list[int]:
-    """Return the pids whose command line contains pattern."""
-    result = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
-    return [int(p) for p in result.stdout.split() if int(p) != os.getpid()]
 
 
 def claims(sequence_redis: redis.Redis, segment_bytes: int) -> dict[int, str]:
@@ -73,6 +79,62 @@ def claims(sequence_redis: redis.Redis, segment_bytes: int) -> dict[int, str]:
         if parsed is not None and parsed[0] == segment_bytes and owner is not None:
             out[parsed[1]] = owner.decode()
     return out
+
+
+class ClaimWatcher(threading.Thread):
+    """Follow every compute claim, and the segment it guards, as it happens.
+
+    Keyspace notifications (switched on for the watcher's lifetime) report
+    each claim key set or expired and each segment stored, in the order
+    Redis ran the commands. A claim outlives its segment's storing (it
+    expires with its lease), so a segment is being computed from its
+    claim's set until the segment's set: the count of those at once is
+    exact. The owner a claim names is read right after its notification.
+    """
+
+    def __init__(self, sequence_redis: redis.Redis) -> None:
+        super().__init__(name="claim-watcher", daemon=True)
+        self._redis = sequence_redis
+        self._events = sequence_redis.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        sequence_redis.config_set("notify-keyspace-events", "K$gx")
+        self._pubsub = sequence_redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(
+            f"__keyspace@0__:{keys.CLAIM_PREFIX}*", f"__keyspace@0__:{keys.SEGMENT_PREFIX}*"
+        )
+        self._done = threading.Event()
+        self.claims = 0
+        #: Segments claimed and not stored yet: being computed.
+        self.computing: set[tuple[int, int]] = set()
+        self.most_held = 0
+        self.owners: set[str] = set()
+
+    def run(self) -> None:
+        """Count claims set, segments computed at once; read each new claim's owner."""
+        prefix = len("__keyspace@0__:")
+        while not self._done.is_set():
+            message = self._pubsub.get_message(timeout=0.1)
+            if message is None:
+                continue
+            name, event = message["channel"][prefix:], message["data"].decode()
+            claim, segment = keys.parse_claim_key(name), keys.parse_segment_key(name)
+            if claim is not None and event == "set":
+                self.claims += 1
+                self.computing.add(claim)
+                self.most_held = max(self.most_held, len(self.computing))
+                owner = self._redis.get(name)
+                if owner is not None:
+                    self.owners.add(owner.decode())
+            elif claim is not None and event in ("del", "expired"):
+                self.computing.discard(claim)  # its worker died before storing it
+            elif segment is not None and event == "set":
+                self.computing.discard(segment)
+
+    def stop(self) -> None:
+        """Stop watching; switch the notifications back as they were."""
+        self._done.set()
+        self.join(timeout=10)
+        self._pubsub.close()
+        self._redis.config_set("notify-keyspace-events", self._events)
 
 
 def ghost_claim(sequence_redis: redis.Redis, layout: SegmentLayout, j: int, hold_ms: int) -> None:
@@ -123,62 +185,71 @@ def check_segments(
     return report
 
 
-class SegmentReader(threading.Thread):
-    """Read stored segments over and over, as a fetch does, and check each.
+@dataclass(frozen=True)
+class HeldClaim:
+    """A claim a stopped worker was caught holding, its segment not stored."""
 
-    Counts reads and any segment that is partial or fails validation, to
-    show that a reader sees either nothing or a whole, valid segment.
+    j: int
+    #: time.monotonic() by which its lease has run out (never later than that).
+    expires_by: float
+    #: Stops that came too late (the segment stored) before this one.
+    misses: int = 0
+
+
+#: Pause after stopping a process, so what it sent before reaches Redis first.
+SETTLE_S = 0.05
+
+
+def held_claim(
+    sequence_redis: redis.Redis, layout: SegmentLayout, j: int, owner: str
+) -> HeldClaim | None:
+    """Return owner's claim on segment j if it holds one and j is not stored."""
+    claim_key = keys.claim_key(layout.segment_bytes, j)
+    asked_at = time.monotonic()
+    with sequence_redis.pipeline(transaction=False) as pipe:
+        pipe.get(claim_key)
+        pipe.pttl(claim_key)
+        pipe.exists(keys.segment_key(layout.segment_bytes, j))
+        holder, pttl_ms, stored = pipe.execute()
+    if holder is None or holder.decode() != owner or stored or pttl_ms <= 0:
+        return None
+    return HeldClaim(j, asked_at + pttl_ms / 1000)
+
+
+def stop_holding_a_claim(
+    sequence_redis: redis.Redis,
+    layout: SegmentLayout,
+    pid: int,
+    sn: int,
+    min_j: int,
+    timeout_s: float = 30,
+) -> HeldClaim:
+    """Stop a worker (SIGSTOP) while it holds a claim on a segment of F(0..sn-1).
+
+    Waits for the worker's claim on segment min_j or later, stops it, and
+    checks that the claim is still its own and the segment not stored: a
+    stopped process can change neither, so the check cannot race. A stop
+    that came after the segment was stored is undone (SIGCONT) and tried
+    again on the worker's next claim. The worker is left stopped.
     """
-
-    def __init__(self, sequence_redis: redis.Redis, layout: SegmentLayout, sn: int) -> None:
-        super().__init__(name="segment-reader", daemon=True)
-        self._redis = sequence_redis
-        self._layout = layout
-        self._js = list(layout.covering(sn))
-        self._done = threading.Event()
-        self.reads = 0
-        self.absent = 0
-        self.store_errors = 0
-        self.bad: list[str] = []
-
-    def run(self) -> None:
-        """Read a random segment of the task, validate it, repeat."""
-        while not self._done.is_set():
-            j = random.choice(self._js)
-            try:
-                segment = self._redis.get(keys.segment_key(self._layout.segment_bytes, j))
-            except redis.RedisError:
-                self.store_errors += 1
-                time.sleep(0.05)
-                continue
-            if segment is None:
-                self.absent += 1
-                time.sleep(0.002)
-                continue
-            self.reads += 1
-            try:
-                header = validate_segment(segment)
-                if (header.start, header.count) != self._layout.bounds(j):
-                    self.bad.append(f"segment {j}: wrong range")
-            except SegmentError as exc:
-                self.bad.append(f"segment {j}: {exc} ({len(segment)} bytes)")
-            time.sleep(0.002)
-
-    def stop(self) -> None:
-        """Stop reading and wait for the thread."""
-        self._done.set()
-        self.join(timeout=10)
-
-
-@contextlib.contextmanager
-def reading(sequence_redis: redis.Redis, layout: SegmentLayout, sn: int) -> Iterator[SegmentReader]:
-    """Run a SegmentReader for the length of a block."""
-    reader = SegmentReader(sequence_redis, layout, sn)
-    reader.start()
-    try:
-        yield reader
-    finally:
-        reader.stop()
+    owner = worker_owner(pid)
+    claim_keys = [keys.claim_key(layout.segment_bytes, j) for j in layout.covering(sn)]
+    deadline = time.monotonic() + timeout_s
+    misses = 0
+    while time.monotonic() < deadline:
+        holders = sequence_redis.mget(claim_keys[min_j:])
+        mine = [min_j + i for i, h in enumerate(holders) if h is not None and h.decode() == owner]
+        if not mine:
+            time.sleep(0.001)
+            continue
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(SETTLE_S)
+        caught = held_claim(sequence_redis, layout, mine[0], owner)
+        if caught is not None:
+            return dataclasses.replace(caught, misses=misses)
+        misses += 1
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"worker {pid} not caught holding a claim ({misses} misses)")
 
 
 def group_members(bootstrap: str, group: str) -> dict[str, list[int]]:
@@ -219,17 +290,19 @@ def record(test: str, **figures: object) -> None:
         out.write(line + "\n")
 
 
-def task_on_every_partition(settings: Settings, sn: int = 7) -> list[str]:
+def task_on_every_partition(settings: Settings, sns: Sequence[int] = ()) -> list[str]:
     """Create a task and queue it on each partition of the task topic; return ids.
 
-    A partition nobody reads (e.g. left paused after a rebalance) leaves
-    its task queued, which a check of these ids then shows.
+    Task i asks for sns[i] numbers (7 where sns is shorter). A partition
+    nobody reads (e.g. left paused after a rebalance) leaves its task
+    queued, which a check of these ids then shows.
     """
     tasks = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, "fibod-test-partitions")
     ids = []
     try:
         for partition in range(settings.task_partitions):
+            sn = sns[partition] if partition < len(sns) else 7
             task = tasks.create(sn)
             publisher.publish(QueueMessage(KIND_TASK, task.id, sn), partition)
             ids.append(task.id)

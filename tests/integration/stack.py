@@ -4,13 +4,15 @@
 settings file); `Supervisor` drives its supervisord (stop, start, pids,
 wait until RUNNING), and `restore` brings every program back, so a test
 that stopped, killed or froze one leaves the stack healthy even when it
-fails. `start_worker` runs one more worker beside supervisor's.
+fails. `start_worker` runs one more worker beside supervisor's;
+`LogTail` reads what a program logged since a moment of the test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,6 +87,23 @@ def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float 
         time.sleep(step_s)
 
 
+def process_tree(root: int) -> set[int]:
+    """Return a process and every process below it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 class Supervisor:
     """The stack's supervisord, through supervisorctl."""
 
@@ -122,6 +141,10 @@ class Supervisor:
             if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
         ]
 
+    def processes(self, name: str) -> set[int]:
+        """Return a RUNNING program's pid and its children's (gunicorn's workers)."""
+        return process_tree(self.pid(name))
+
     def stop(self, name: str) -> None:
         """Stop a program (TERM, then KILL after its stopwaitsecs)."""
         self.ctl("stop", name)
@@ -139,6 +162,14 @@ class Supervisor:
             f"programs RUNNING: {wanted} (now {self.states()})",
             step_s=0.2,
         )
+
+    def exit_line(self, process: str) -> str:
+        """Return supervisord's last log line on how a process stopped or exited."""
+        pattern = re.compile(rf"(stopped|exited): {re.escape(process)} \(")
+        lines = (VAR / "log" / "supervisord.log").read_text().splitlines()
+        found = [line for line in lines if pattern.search(line)]
+        assert found, f"supervisord never logged {process} stopping"
+        return found[-1]
 
     def kill_and_hold(self, name: str) -> int:
         """Kill a program with SIGKILL and keep it down; return the killed pid.
@@ -171,6 +202,29 @@ class Supervisor:
             elif state in ("STOPPED", "EXITED", "FATAL", "BACKOFF"):
                 self.start(name)
         self.wait_running(states)
+
+
+class LogTail:
+    """What a log file gained since this object was made."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = path.stat().st_size if path.exists() else 0
+
+    def lines(self) -> list[str]:
+        """Return the lines written since, oldest first."""
+        with self.path.open("rb") as log:
+            log.seek(self._offset)
+            return log.read().decode(errors="replace").splitlines()
+
+    def matching(self, *words: str) -> list[str]:
+        """Return the lines written since that contain every one of words."""
+        return [line for line in self.lines() if all(w in line for w in words)]
+
+
+def program_log(name: str) -> LogTail:
+    """Follow a supervisor program's log (worker:worker-0 logs to worker-0.log)."""
+    return LogTail(VAR / "log" / f"{name.split(':')[-1]}.log")
 
 
 def start_worker(

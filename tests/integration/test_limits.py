@@ -8,12 +8,10 @@ never served short or wrong) and tests/test_fetch_app.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import redis
@@ -24,20 +22,37 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fibod import keys
 from fibod.config import APP_USER, REDIS_ADMIN_USER
 from tests.integration.clients import raw_get
-from tests.integration.stack import VAR, kafka_config
+from tests.integration.faults import drop_ghost_claims, ghost_claim
+from tests.integration.stack import VAR, kafka_config, process_tree, wait_for
 from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
 
 
-def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis) -> None:
+def test_finished_task_expires_after_the_configured_ttl(
+    stack, http, task_redis, task_store, sequence_redis, sequence_store, layout
+) -> None:
     ttl_s = int(stack.env.get("FIBOD_TASK_TTL_S", 24 * 3600))
     assert ttl_s >= 24 * 3600
-    # given a finished task
-    task_id = http.submit(100)
-    assert http.wait_ready(task_id, 30)["state"] == "ready"
+    # given a queued task (stored, not yet handed to a worker) and a running one,
+    # whose owner waits for a segment a silent worker claimed
+    queued = task_store.create(100)
+    sequence_redis.delete(sequence_store.key(0))
+    ghost_claim(sequence_redis, layout, 0, hold_ms=20_000)
+    try:
+        running = http.submit(100)
+        wait_for(lambda: http.status(running)["state"] == "running", 10, "the task running")
+        # then neither expires
+        assert task_redis.ttl(keys.task_key(queued.id)) == -1
+        assert task_redis.ttl(keys.task_key(running)) == -1
+        assert http.status(queued.id)["state"] == "queued"
+    finally:
+        drop_ghost_claims(sequence_redis, layout)
+        task_redis.delete(keys.task_key(queued.id))
+    # when the running one finishes
+    assert http.wait_ready(running, 30)["state"] == "ready"
     # then its hash expires after the configured TTL (and not before)
-    remaining = task_redis.ttl(keys.task_key(task_id))
+    remaining = task_redis.ttl(keys.task_key(running))
     assert ttl_s - 60 < remaining <= ttl_s
     # and an absent id older than the TTL is reported expired on every route
     old = f"{int(time.time() * 1000) - (ttl_s + 3600) * 1000:012x}0badc0de"
@@ -101,25 +116,6 @@ def test_the_apps_redis_user_cannot_flush_configure_or_reach_other_keys(
         admin.close()
 
 
-def _stack_pids() -> set[int]:
-    """Pids of supervisord and every process below it."""
-    root = int((VAR / "run" / "supervisord.pid").read_text())
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        found.add(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 #: Port settings of parts the one-machine stack does not run.
 CLUSTER_ONLY_PORTS = ("FIBOD_SENTINEL_PORT",)
 
@@ -127,7 +123,7 @@ CLUSTER_ONLY_PORTS = ("FIBOD_SENTINEL_PORT",)
 def test_every_service_listens_on_loopback_only(stack) -> None:
     # given every listening TCP socket of the machine and its owning processes
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    pids = _stack_pids()
+    pids = process_tree(int((VAR / "run" / "supervisord.pid").read_text()))
     ours: dict[str, str] = {}
     for line in out.splitlines():
         words = line.split()
