@@ -28,6 +28,13 @@ class NotFoundError(FibodError):
     exit_code = 1
 
 
+class ConflictError(FibodError):
+    """The request cannot apply to the task's state (cancelling a ready task)."""
+
+    http_status = 409
+    exit_code = 1
+
+
 class UnavailableError(FibodError):
     """A backing service (Kafka, Redis) cannot serve now; retry later."""
 
@@ -67,3 +74,14 @@ class ForbiddenError(FibodError):
 
     http_status = 403
     exit_code = 77
+
+
+class RangeNotSatisfiableError(FibodError):
+    """A Range starts past the end of the body; `length` is the body's."""
+
+    http_status = 416
+    exit_code = 1
+
+    def __init__(self, length: int, reason: str) -> None:
+        super().__init__(f"range not satisfiable: {reason}; the body has {length} bytes")
+        self.length = length

@@ -15,6 +15,9 @@ TASK_PREFIX = PREFIX + "task:"
 SEGMENT_PREFIX = PREFIX + "seg:"
 #: Compute claims in the sequence store: fibod:claim:<segment_bytes>:<j>.
 CLAIM_PREFIX = PREFIX + "claim:"
+#: Index of task ids for listing (a sorted set, all scores 0, so members sort
+#: by id and ids by creation time) in the task store: fibod/tasks.py.
+TASK_INDEX_KEY = PREFIX + "tasks"
 #: Counters (a hash) in the task store: fibod/counters.py.
 STATS_KEY = PREFIX + "stats"
 #: The segment layout every process must share, in the task store: fibod/agreement.py.

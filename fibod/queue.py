@@ -1,9 +1,10 @@
 """Kafka setup in one place: message format, producer and consumer config.
 
 Messages are small JSON objects: {"v": 1, "kind": "task"|"help", "id":
-<task id>, "sn": <int>}. A "task" message makes its consumer the task's
-owner; "help" messages ask other workers to compute missing segments of
-the same task. Producers are idempotent (acks=all).
+<task id>, "sn": <int>, "start": <int>}; "start" (the first index, added
+later) is read as 0 when absent, so older messages still decode. A
+"task" message makes its consumer the task's owner; "help" messages
+ask other workers to compute missing segments of the same task. Producers are idempotent (acks=all).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -36,10 +37,18 @@ class QueueMessage:
     kind: str
     task_id: str
     sn: int
+    #: First index of the run: the task asks for F(start)..F(start+sn-1).
+    start: int = 0
 
     def encode(self) -> bytes:
         """Serialise as compact JSON."""
-        body = {"v": MESSAGE_VERSION, "kind": self.kind, "id": self.task_id, "sn": self.sn}
+        body = {
+            "v": MESSAGE_VERSION,
+            "kind": self.kind,
+            "id": self.task_id,
+            "sn": self.sn,
+            "start": self.start,
+        }
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -52,11 +61,16 @@ class QueueMessage:
         if not isinstance(body, dict) or body.get("v") != MESSAGE_VERSION:
             raise ValueError(f"not a version {MESSAGE_VERSION} message: {body!r:.200}")
         kind, task_id, sn = body.get("kind"), body.get("id"), body.get("sn")
+        start = body.get("start", 0)
         if kind not in _KINDS or not isinstance(task_id, str):
             raise ValueError(f"bad kind or id: {body!r:.200}")
-        if not isinstance(sn, int) or isinstance(sn, bool) or sn < 0:
-            raise ValueError(f"bad sn: {body!r:.200}")
-        return cls(kind, task_id, sn)
+        if not _natural(sn) or not _natural(start):
+            raise ValueError(f"bad sn or start: {body!r:.200}")
+        return cls(kind, task_id, sn, start)
+
+
+def _natural(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:

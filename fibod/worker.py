@@ -49,7 +49,8 @@ from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
 from fibod.sequences import SequenceStore
-from fibod.tasks import Task, TaskState, TaskStore
+from fibod.taskmodel import FINAL_STATES, Task, TaskState
+from fibod.tasks import TaskStore
 
 log = logging.getLogger("fibod.worker")
 
@@ -120,7 +121,7 @@ class TaskUpdater(Protocol):
 
     def set_progress(self, task_id: str, done: int, owner: str) -> bool: ...
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool: ...
+    def mark_ready(self, task_id: str, text_bytes: int, owner: str = "") -> bool: ...
 
     def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool: ...
 
@@ -131,6 +132,10 @@ class SegmentWriter(planner.SegmentStore, Protocol):
 
 class Abandoned(Exception):
     """The current unit must stop uncommitted (shutdown or revocation)."""
+
+
+class Cancelled(Exception):
+    """The unit's task was cancelled: stop computing, commit the unit."""
 
 
 class Worker:
@@ -241,16 +246,16 @@ class Worker:
     def run_task(self, message: QueueMessage) -> None:
         """Own a task: get all its segments stored, then mark it ready."""
         task = self.tasks.get(message.task_id)
-        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+        if task is None or task.state in FINAL_STATES:
             log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
             return
-        if task.sn != message.sn or task.sn > self.settings.max_sn:
-            error = f"invalid task: sn {message.sn} (stored {task.sn})"
+        if (task.sn, task.start) != (message.sn, message.start) or not self._within_limits(task):
+            error = f"invalid task: sn {message.sn} from {message.start} (stored {task.sn})"
             self.tasks.mark_failed(task.id, error, owner=self.owner_id)
             return
         self.tasks.mark_running(task.id, self.owner_id)
-        sn = task.sn
-        js = planner.task_segments(self.layout, sn)
+        sn, start = task.sn, task.start
+        js = planner.task_segments(self.layout, sn, start)
         missing = self.sequences.missing(js)
         self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
         if len(missing) > 1:
@@ -258,9 +263,13 @@ class Worker:
         # Each missing segment is built (or waited for) once. One evicted
         # afterwards is not built again: the fetch computes what it lacks,
         # so a result larger than the store never makes a worker loop.
-        self._build_all(missing, task.id, sn)
-        text_bytes = lengths.text_bytes(0, sn)
-        if self.tasks.mark_ready(task.id, sn, text_bytes, owner=self.owner_id):
+        try:
+            self._build_all(missing, task.id, sn, start)
+        except Cancelled:
+            log.info("task %s cancelled: stopped building it", task.id)
+            return
+        text_bytes = lengths.text_bytes(start, sn)
+        if self.tasks.mark_ready(task.id, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
             log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
         else:
@@ -271,33 +280,46 @@ class Worker:
     def run_help(self, message: QueueMessage) -> None:
         """Compute unclaimed missing segments of someone else's task."""
         task = self.tasks.get(message.task_id)
-        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+        if task is None or task.state in FINAL_STATES or not self._within_limits(task):
             return
-        if message.sn > self.settings.max_sn:
-            return
-        js = planner.task_segments(self.layout, message.sn)
-        self._build_unclaimed(self.sequences.missing(js))
+        js = planner.task_segments(self.layout, task.sn, task.start)
+        try:
+            self._build_unclaimed(self.sequences.missing(js), task.id)
+        except Cancelled:
+            log.info("task %s cancelled: stopped helping", task.id)
 
-    def _build_all(self, pending: list[int], task_id: str, sn: int) -> None:
+    def _within_limits(self, task: Task) -> bool:
+        return task.sn <= self.settings.max_sn and task.start <= self.settings.max_from
+
+    def _build_all(self, pending: list[int], task_id: str, sn: int, start: int) -> None:
         """As the owner, get every pending segment stored: compute or wait."""
         last_progress = time.monotonic()
         while pending := self._still_missing(pending):
             if time.monotonic() - last_progress > PROGRESS_EVERY_S:
-                self._report_progress(task_id, sn, pending)
+                self._report_progress(task_id, sn, start, pending)
+                self._stop_if_cancelled(task_id)
                 last_progress = time.monotonic()
             rest = self._build_one(pending)
             if rest is None:
                 time.sleep(WAIT_STEP_S)  # others hold every claim: wait for them
             else:
                 pending = rest
+                self._stop_if_cancelled(task_id)
 
-    def _build_unclaimed(self, pending: list[int]) -> None:
+    def _build_unclaimed(self, pending: list[int], task_id: str) -> None:
         """As a helper, compute pending segments nobody has claimed."""
         while pending := self._still_missing(pending):
             rest = self._build_one(pending)
             if rest is None:
                 return  # a helper does not wait for others' claims
             pending = rest
+            self._stop_if_cancelled(task_id)
+
+    def _stop_if_cancelled(self, task_id: str) -> None:
+        """Stop at the next segment once the task is cancelled (one HGETALL)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.state is TaskState.CANCELLED:
+            raise Cancelled(task_id)
 
     def _still_missing(self, pending: list[int]) -> list[int]:
         """Stay in the group, then drop the pending segments now stored."""
@@ -311,10 +333,10 @@ class Worker:
         step = self.builder.build_one(pending)
         return None if step is None else [j for j in pending if j != step.j]
 
-    def _report_progress(self, task_id: str, sn: int, pending: list[int]) -> None:
+    def _report_progress(self, task_id: str, sn: int, start: int, pending: list[int]) -> None:
         waiting = set(pending)
-        present = [j for j in self.layout.covering(sn) if j not in waiting]
-        done = planner.numbers_done(self.layout, sn, present)
+        present = [j for j in planner.task_segments(self.layout, sn, start) if j not in waiting]
+        done = planner.bytes_done(self.layout, sn, present, start)
         self.tasks.set_progress(task_id, done, self.owner_id)
 
     def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
@@ -322,7 +344,7 @@ class Worker:
             own = [tp.partition for tp in self.consumer.assignment()]
         except KafkaException as exc:
             raise UnavailableError(f"task queue: {exc}") from exc
-        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn)
+        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn, message.start)
         for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
             self.publisher.publish_nowait(help_msg, partition)
 

@@ -2,7 +2,7 @@
 
 Settings come from `fibod.config` (defaults, ranges, docs), then the
 machine's settings file (var/fibod.env, written on the first run with a
-random Redis password and VIP key), then FIBOD_* variables of the
+random Redis password, VIP key and id secret), then FIBOD_* variables of the
 environment, which win. Every ${FIBOD_NAME} in a template must be a
 setting (or one of the few template-only values below), or rendering
 fails; so does any setting out of its range, with a one-line reason.
@@ -92,6 +92,9 @@ def new_secrets() -> list[str]:
         "",
         "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off.",
         f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
+        "",
+        "# Key of the MAC in task ids: the same on every API host, or their ids disagree.",
+        f"FIBOD_ID_SECRET={secrets.token_hex(24)}",
         "",
     ]
 
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.settings.exists():
             write_new_settings_file(args.settings)
-            print(f"render: wrote {args.settings} with a new Redis password and VIP key")
+            print(f"render: wrote {args.settings} with a new Redis password, VIP key and id secret")
         settings = effective_settings(dict(os.environ), args.settings)
         changed = render_all(settings)
     except (ConfigError, SettingsError, OSError) as exc:
