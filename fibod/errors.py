@@ -85,3 +85,25 @@ class RangeNotSatisfiableError(FibodError):
     def __init__(self, length: int, reason: str) -> None:
         super().__init__(f"range not satisfiable: {reason}; the body has {length} bytes")
         self.length = length
+
+
+class CancelledError(FibodError):
+    """The task was cancelled (DELETE /myapp/tasks/<id>): it has no result."""
+
+    http_status = 410
+    exit_code = 1
+
+
+class TaskFailedError(FibodError):
+    """The task failed; its reason is the message."""
+
+    http_status = 500
+    exit_code = 1
+
+
+class DownloadCutError(UnavailableError):
+    """A result stopped short of its length; `at` is how far it came."""
+
+    def __init__(self, message: str, at: int) -> None:
+        super().__init__(message)
+        self.at = at
