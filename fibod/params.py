@@ -60,8 +60,8 @@ def parse_sn(text: str, maximum: int) -> int:
 
 
 def parse_from(text: str | None, maximum: int) -> int:
-    """Accept the first index of a run (default 0), 0 <= from <= maximum."""
-    return 0 if text is None or text == "" else parse_natural(text, "from", maximum)
+    """Accept the first index of a run (absent: 0), 0 <= from <= maximum."""
+    return 0 if text is None else parse_natural(text, "from", maximum)
 
 
 def parse_wait(text: str | None, maximum_s: int) -> float:

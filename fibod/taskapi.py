@@ -75,9 +75,11 @@ class TaskListResource:
         params = query_params(req.query_string)
         state = parse_state(single(params, "state", required=False))
         limit_text = single(params, "limit", required=False)
-        limit = LIST_DEFAULT if not limit_text else parse_natural(limit_text, "limit", LIST_MAX, 1)
+        limit = (
+            LIST_DEFAULT if limit_text is None else parse_natural(limit_text, "limit", LIST_MAX, 1)
+        )
         cursor_text = single(params, "cursor", required=False)
-        cursor = parse_task_id(cursor_text, "cursor") if cursor_text else None
+        cursor = None if cursor_text is None else parse_task_id(cursor_text, "cursor")
         page = self._tasks.list_tasks(state, limit, cursor)
         now = self._tasks.now()
         resp.cache_control = ["no-store"]

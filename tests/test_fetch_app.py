@@ -317,7 +317,17 @@ def test_tasks_are_listed_newest_first_a_page_at_a_time(parts: Parts) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["state=done", "limit=0", "limit=101", "limit=x", "cursor=xyz", "state=a&state=b"]
+    "query",
+    [
+        "state=done",
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "limit=",
+        "cursor=xyz",
+        "cursor=",
+        "state=a&state=b",
+    ],
 )
 def test_a_bad_listing_parameter_is_400_naming_it(parts: Parts, query: str) -> None:
     resp = parts.client.simulate_get("/myapp/tasks", query_string=query)

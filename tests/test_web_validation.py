@@ -65,7 +65,7 @@ def test_submit_from_a_queues_the_run_from_a(client, parts) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["from=-1", "from=1.5", "from=x", "from=1000001", "from=1&from=2"]
+    "query", ["from=", "from=-1", "from=1.5", "from=x", "from=1000001", "from=1&from=2"]
 )
 def test_bad_from_is_400_naming_it(client, parts, query: str) -> None:
     resp = client.simulate_get("/myapp/fibo", query_string=f"sn=5&{query}")
@@ -142,6 +142,7 @@ def test_openapi_document_describes_every_route() -> None:
         "/myapp/fibotask",
         "/myapp/fibotask/id={id}",
         "/myapp/tasks/{id}",
+        "/myapp/tasks",
         "/myapp/vip/fibo",
         "/openapi.yaml",
     }
