@@ -137,22 +137,26 @@ class Progress:
 class ResultStream:
     """An open ready answer: its validators, where it starts, and its bytes.
 
-    `offset` and `length` count the result's own bytes (the text, or the
-    binary segments), without the status byte the wire body starts with.
+    `offset`, `end` and `length` count the result's own bytes (the text,
+    or the binary segments), without the status byte the wire body starts
+    with: this answer carries bytes offset..end-1 of length.
     """
 
-    def __init__(self, response: http.client.HTTPResponse, offset: int, length: int) -> None:
+    def __init__(
+        self, response: http.client.HTTPResponse, offset: int, length: int, end: int | None = None
+    ) -> None:
         self._response = response
         self.etag = response.getheader("ETag", "")
         self.offset = offset
         self.length = length
+        self.end = length if end is None else end
         #: True if the answer is a range (206): it continues earlier bytes.
         self.partial = response.status == 206
         self.received = 0
 
     def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         """Yield the bytes as they come; raise DownloadCutError if they stop short."""
-        expected = self.length - self.offset
+        expected = self.end - self.offset
         while self.received < expected:
             try:
                 chunk = self._response.read(min(size, expected - self.received))
@@ -169,7 +173,7 @@ class ResultStream:
 
     def _cut(self, why: str) -> DownloadCutError:
         at = self.offset + self.received
-        return DownloadCutError(f"download cut at byte {at} of {self.length}: {why}", at)
+        return DownloadCutError(f"download cut at byte {at} of {self.end}: {why}", at)
 
 
 class FibodClient:
@@ -309,8 +313,9 @@ class FibodClient:
             self._raise_for(resp, body, expected=(200, 206))
         length = int(resp.getheader("Content-Length") or 0)
         if resp.status == 206:
-            first, total = _content_range(resp.getheader("Content-Range"))
-            return ResultStream(resp, first - len(READY), total - len(READY))
+            first, last, total = _content_range(resp.getheader("Content-Range"))
+            skip = len(READY)
+            return ResultStream(resp, first - skip, total - skip, last + 1 - skip)
         status_byte = resp.read(len(READY))
         if status_byte != READY:
             resp.close()
@@ -431,11 +436,12 @@ def _retry_after(header: str | None, default: float) -> float:
         return default
 
 
-def _content_range(header: str | None) -> tuple[int, int]:
+def _content_range(header: str | None) -> tuple[int, int, int]:
     """Read "bytes first-last/total" of a 206 answer."""
     try:
         spec, _, total = (header or "").removeprefix("bytes ").partition("/")
-        return int(spec.partition("-")[0]), int(total)
+        first, _, last = spec.partition("-")
+        return int(first), int(last), int(total)
     except ValueError:
         raise UnavailableError(f"a 206 answer with a bad Content-Range: {header!r}") from None
 
