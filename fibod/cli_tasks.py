@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from fibod.client import FibodClient, ResultStream, TaskInfo
 from fibod.cliutil import parse_count, write_all
@@ -70,7 +70,6 @@ with the status byte 0x04. A ready or failed task cannot be cancelled.
 
 def add_task_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Add get, status, tasks and cancel to the command line."""
-    raw = argparse.RawDescriptionHelpFormatter
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument(
         "--url",
@@ -78,13 +77,24 @@ def add_task_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="the service (default: FIBOD_BASE_URL, http://127.0.0.1:8080 after make up)",
     )
 
-    get = sub.add_parser(
+    def command(name: str, summary: str, epilog: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return cast(
+            argparse.ArgumentParser,
+            sub.add_parser(
+                name,
+                parents=[url],
+                help=summary,
+                epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                **kwargs,
+            ),
+        )
+
+    get = command(
         "get",
-        parents=[url],
-        help="compute F(A)..F(A+SN-1) on the service and download it",
+        "compute F(A)..F(A+SN-1) on the service and download it",
+        GET_EPILOG,
         description="Submit a task, wait for it, and stream its result to FILE or stdout.",
-        epilog=GET_EPILOG,
-        formatter_class=raw,
     )
     get.add_argument("sn", metavar="SN", help="how many numbers")
     get.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
@@ -101,36 +111,18 @@ def add_task_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     get.set_defaults(handler=run_get)
 
-    status = sub.add_parser(
-        "status",
-        parents=[url],
-        help="show a task: state, progress, ETA, size",
-        epilog=STATUS_EPILOG,
-        formatter_class=raw,
-    )
+    status = command("status", "show a task: state, progress, ETA, size", STATUS_EPILOG)
     status.add_argument("task_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the task as JSON")
     status.set_defaults(handler=run_status)
 
-    tasks = sub.add_parser(
-        "tasks",
-        parents=[url],
-        help="list tasks, newest first",
-        epilog=TASKS_EPILOG,
-        formatter_class=raw,
-    )
+    tasks = command("tasks", "list tasks, newest first", TASKS_EPILOG)
     tasks.add_argument("--state", choices=[s.value for s in TaskState], help="only this state")
     tasks.add_argument("--limit", default="20", metavar="N", help="tasks per page (1..100)")
     tasks.add_argument("--cursor", metavar="ID", help="start after this task (a page's end)")
     tasks.set_defaults(handler=run_tasks)
 
-    cancel = sub.add_parser(
-        "cancel",
-        parents=[url],
-        help="cancel a queued or running task",
-        epilog=CANCEL_EPILOG,
-        formatter_class=raw,
-    )
+    cancel = command("cancel", "cancel a queued or running task", CANCEL_EPILOG)
     cancel.add_argument("task_id", metavar="ID")
     cancel.set_defaults(handler=run_cancel)
 
