@@ -302,14 +302,23 @@ def run_status(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def run_tasks(args: argparse.Namespace, settings: Settings) -> None:
-    """Print one page of tasks, newest first; say how to get the next."""
-    limit = parse_count(args.limit, "--limit", 100)
+    """Print up to --limit tasks, newest first; say how to get the ones after.
+
+    A page of a rare state may come short (the service looks at so many
+    tasks per request): the pages after it are read until the limit.
+    """
+    limit = max(parse_count(args.limit, "--limit", 100), 1)
+    shown, cursor = 0, args.cursor
     with _client(args, settings) as client:
-        page = client.tasks(args.state, max(limit, 1), args.cursor)
-    for task in page.tasks:
-        print(_task_row(task))
-    if page.next_cursor is not None:
-        print(f"more: fibod tasks --cursor {page.next_cursor}", file=sys.stderr)
+        while True:
+            page = client.tasks(args.state, limit - shown, cursor)
+            for task in page.tasks:
+                print(_task_row(task))
+            shown, cursor = shown + len(page.tasks), page.next_cursor
+            if cursor is None or shown >= limit:
+                break
+    if cursor is not None:
+        print(f"more: fibod tasks --cursor {cursor}", file=sys.stderr)
 
 
 def run_cancel(args: argparse.Namespace, settings: Settings) -> None:

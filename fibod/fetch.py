@@ -55,7 +55,7 @@ from fibod.segments import (
     read_header,
     validate_segment,
 )
-from fibod.taskapi import TaskStore, add_task_routes
+from fibod.taskapi import TaskAccess, add_task_routes
 from fibod.taskmodel import Task, TaskState
 
 log = logging.getLogger("fibod.fetch")
@@ -85,7 +85,7 @@ class FetchResource:
     def __init__(
         self,
         settings: Settings,
-        tasks: TaskStore,
+        tasks: TaskAccess,
         sequences: SegmentReader,
         readahead: ThreadPoolExecutor,
     ) -> None:
@@ -290,7 +290,7 @@ class FetchResource:
 
 def create_app(
     settings: Settings,
-    tasks: TaskStore,
+    tasks: TaskAccess,
     sequences: SegmentReader,
     readahead: ThreadPoolExecutor | None = None,
 ) -> falcon.App:

@@ -23,7 +23,7 @@ LIST_DEFAULT = 20
 LIST_MAX = 100
 
 
-class TaskStore(Protocol):
+class TaskAccess(Protocol):
     """The part of the task store the fetch app uses."""
 
     #: Seconds a finished task is kept.
@@ -46,7 +46,7 @@ def task_body(task: Task, now: int) -> dict[str, Any]:
 class TaskResource:
     """GET and DELETE /myapp/tasks/<id>."""
 
-    def __init__(self, tasks: TaskStore) -> None:
+    def __init__(self, tasks: TaskAccess) -> None:
         self._tasks = tasks
 
     def on_get(self, _req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
@@ -67,7 +67,7 @@ class TaskResource:
 class TaskListResource:
     """GET /myapp/tasks?state=&limit=&cursor=: tasks newest first, paged."""
 
-    def __init__(self, tasks: TaskStore) -> None:
+    def __init__(self, tasks: TaskAccess) -> None:
         self._tasks = tasks
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -100,7 +100,7 @@ def parse_state(text: str | None) -> TaskState | None:
         raise InputError(f"state must be one of {names}, got {text[:40]!r}") from None
 
 
-def add_task_routes(app: falcon.App, tasks: TaskStore) -> None:
+def add_task_routes(app: falcon.App, tasks: TaskAccess) -> None:
     """Route the task status, cancel and listing endpoints."""
     app.add_route(STATUS_PATH, TaskResource(tasks))
     app.add_route(TASKS_PATH, TaskListResource(tasks))

@@ -19,10 +19,24 @@ LONG_SN = 200_000
 PROGRESS_RE = re.compile(r"[01]\.[0-9]{4}(; eta=[0-9.e+]+)?")
 
 
+def wait_workers_idle(sequence_store, quiet_s: float = 1.5) -> None:
+    """Wait until no segment has been computed for quiet_s: earlier tests' tasks are done."""
+    last = [sequence_store.counters()["segments_computed"], time.monotonic()]
+
+    def quiet() -> bool:
+        now = sequence_store.counters()["segments_computed"]
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet_s
+
+    wait_for(quiet, 120, "the workers idle", step_s=0.2)
+
+
 def test_a_run_from_a_computes_only_its_segments_and_shares_them(
     http, settings, sequence_store, layout
 ) -> None:
-    # given an empty store and a task for 60 numbers just below the largest A allowed
+    # given idle workers, an empty store and a task for 60 numbers below the largest A allowed
+    wait_workers_idle(sequence_store)
     sequence_store.clear()
     start = settings.max_from - 60
     before = sequence_store.counters()
@@ -36,7 +50,8 @@ def test_a_run_from_a_computes_only_its_segments_and_shares_them(
     mine = task_segments(layout, 60, start)
     stored = sorted(j for j in mine if sequence_store.get(j) is not None)
     assert stored == mine
-    assert sequence_store.stats().segments == len(mine)  # nothing before F(A)
+    before_a = range(max(mine[0] - 500, 0), mine[0])  # the segments just before F(A)
+    assert sequence_store.sizes(list(before_a)) == [0] * len(before_a)
     after = sequence_store.counters()
     assert after["segments_computed"] - before["segments_computed"] == len(mine)
     # and a task inside that run computes nothing: it finds its segments stored
@@ -52,7 +67,8 @@ def test_a_run_from_a_computes_only_its_segments_and_shares_them(
 def test_progress_is_in_bytes_with_an_eta_and_a_cancel_stops_the_workers(
     http, sequence_store, layout
 ) -> None:
-    # given a long task computed cold
+    # given idle workers and a long task computed cold
+    wait_workers_idle(sequence_store)
     sequence_store.clear()
     task_id = http.submit(LONG_SN)
     # when it runs, then its progress (a fraction of its bytes) and an ETA are reported
