@@ -347,3 +347,20 @@ def test_a_pending_answer_gives_progress_in_bytes_and_an_eta(parts: Parts) -> No
     assert resp.headers["x-fibod-progress"] == "0.1000; eta=18"
     status = parts.client.simulate_get(f"/myapp/tasks/{task.id}").json
     assert (status["progress"], status["eta_s"]) == (pytest.approx(0.1, abs=1e-4), 18.0)
+
+
+def test_the_document_names_exactly_the_methods_the_fetch_app_answers(parts: Parts) -> None:
+    import yaml
+
+    from fibod.openapi import openapi_yaml
+
+    spec = yaml.safe_load(openapi_yaml())
+    task = parts.ready_task(10)
+    routes = [p for p in spec["paths"] if p.startswith(("/myapp/fibotask", "/myapp/tasks"))]
+    assert len(routes) == 4
+    for path in routes:
+        concrete = path.replace("{id}", task.id)
+        for method in ("GET", "HEAD", "DELETE", "POST", "PUT", "PATCH"):
+            resp = parts.client.simulate_request(method, concrete, query_string=f"id={task.id}")
+            documented = method.lower() in spec["paths"][path]
+            assert (resp.status_code != 405) == documented, (method, path, resp.status_code)
