@@ -143,9 +143,15 @@ class ResultStream:
     """
 
     def __init__(
-        self, response: http.client.HTTPResponse, offset: int, length: int, end: int | None = None
+        self,
+        response: http.client.HTTPResponse,
+        offset: int,
+        length: int,
+        end: int | None = None,
+        on_abandon: Callable[[], None] | None = None,
     ) -> None:
         self._response = response
+        self._on_abandon = on_abandon
         self.etag = response.getheader("ETag", "")
         self.offset = offset
         self.length = length
@@ -168,8 +174,13 @@ class ResultStream:
             yield chunk
 
     def close(self) -> None:
-        """Stop reading (the connection is dropped if bytes are left)."""
+        """Stop reading; drop the connection if bytes are left on it.
+
+        Unread bytes would be taken for the answer to the next request.
+        """
         self._response.close()
+        if self.offset + self.received < self.end and self._on_abandon is not None:
+            self._on_abandon()
 
     def _cut(self, why: str) -> DownloadCutError:
         at = self.offset + self.received
@@ -315,12 +326,12 @@ class FibodClient:
         if resp.status == 206:
             first, last, total = _content_range(resp.getheader("Content-Range"))
             skip = len(READY)
-            return ResultStream(resp, first - skip, total - skip, last + 1 - skip)
+            return ResultStream(resp, first - skip, total - skip, last + 1 - skip, self.close)
         status_byte = resp.read(len(READY))
         if status_byte != READY:
             resp.close()
             raise UnavailableError(f"task {task_id}: unexpected first byte {status_byte!r}")
-        return ResultStream(resp, 0, length - len(READY))
+        return ResultStream(resp, 0, length - len(READY), on_abandon=self.close)
 
     def download(
         self,

@@ -187,3 +187,19 @@ def test_an_unknown_progress_header_is_read_as_far_as_understood() -> None:
     assert Progress.parse("running", "0.5000; eta=12; more=1") == Progress("running", 0.5, 12.0)
     assert Progress.parse("running", "soon") == Progress("running", 0.0, None)
     assert Progress.parse("queued", None) == Progress("queued", 0.0, None)
+
+
+def test_a_result_left_half_read_does_not_spoil_the_next_request(server) -> None:
+    # given a result of which only the first chunk is read
+    script, url = server
+    script.answers = [
+        Answer(200, b"\x00" + b"0 1 1 2 3 " * 1000),
+        Answer(200, json.dumps(TASK).encode()),
+    ]
+    with FibodClient(url) as client:
+        stream = client.open_result("a" * 32)
+        next(stream.chunks(10))
+        stream.close()
+        # then the next request gets its own answer, sent once
+        assert client.status("a" * 32).id == "a" * 32
+    assert len(script.seen) == 2
