@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from fibod.client import Progress
+if TYPE_CHECKING:
+    from fibod.client import Progress
 
 #: Seconds between redraws.
 REDRAW_S = 0.1

@@ -93,3 +93,9 @@ def test_cancelling_is_final_and_may_be_repeated() -> None:
     assert not store.mark_ready(task.id, 10, "w")
     assert not store.mark_failed(task.id, "late", "")
     assert store.tasks[task.id].state is TaskState.CANCELLED
+
+
+def test_the_command_line_offers_every_state() -> None:
+    from fibod.cli_tasks import STATES
+
+    assert tuple(state.value for state in TaskState) == STATES
