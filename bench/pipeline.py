@@ -1,19 +1,31 @@
-"""Measure the running stack end to end; print Markdown for BENCHMARKS.md.
+"""Measure the running one-machine stack end to end; print Markdown for BENCHMARKS.md.
 
-    make up && .venv/bin/python bench/pipeline.py [--quick]
+    FIBOD_RATE_LIMIT=1000000r/s FIBOD_RATE_BURST=100000 make up
+    .venv/bin/python bench/pipeline.py [--quick]
 
-1. sn=40,000 from submit to the last byte, cold (sequence store cleared)
-   and warm, through nginx.
-2. A stored sn=100,000 (~1.05 GB) streamed through nginx by the fetch app,
-   against nginx serving the same bytes from a static file, interleaved;
-   peak RSS of the fetch workers.
-3. Submissions per second through nginx with wrk, and the p99 latency.
+Every figure is printed with its goal (issue 9) and, where one exists, a
+baseline measured in the same run:
+
+1. Cold sn=200,000 from submit to ready, 5 runs: median, slowest/fastest,
+   against the kernel writing the same numbers (`fibod seq 200000`) in
+   the same run; Redis commands per segment (INFO commandstats of both
+   stores, the benchmark's own waiting excluded: it sleeps 0.25 s).
+2. Cold sn=40,000 from submit to the last byte of the answer.
+3. A stored sn=100,000 (~1.05 GB) through nginx by the fetch app, against
+   nginx serving the same bytes from a file, interleaved; fetch peak RSS.
+4. Submissions per second through nginx with wrk, and the p99 latency.
+5. The sequence store's persistence: ingest of 2 MiB SETs with the
+   append-only file on and off (switched at run time, interleaved), and
+   the time a restart takes with what the cold runs stored.
+6. Scaling: cold sn=200,000 with 1 and 2 workers (worker-1 stopped, then
+   started), and the workers' CPU seconds per GB stored.
 
 Reads go to /dev/null through curl so the client is not the bottleneck.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -25,19 +37,42 @@ import urllib.request
 from pathlib import Path
 
 from fibod.config import discover
-from fibod.kernel import get_kernel
+from fibod.redis_client import connect, connect_task_store
+from fibod.sequences import SequenceStore
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The running stack's settings (its var/conf/fibod.env, then the environment).
 SETTINGS = discover()
 ENV = dict(os.environ) | SETTINGS.to_env()
 BASE = SETTINGS.base_url
+STORE = SequenceStore.from_settings(SETTINGS)
+SEQUENCE_REDIS = connect(SETTINGS.sequence_redis_url, SETTINGS, decode=True)
+TASK_REDIS = connect_task_store(SETTINGS)
+SUPERVISORCTL = [
+    str(ROOT / ".venv" / "bin" / "supervisorctl"),
+    "-c",
+    str(ROOT / "supervisord.conf"),
+]
 
 
 def submit(sn: int) -> str:
     """Submit a task; return its id."""
     with urllib.request.urlopen(f"{BASE}/myapp/fibo?sn={sn}", timeout=30) as resp:
         return resp.read().decode()
+
+
+def state(task_id: str) -> str:
+    with urllib.request.urlopen(f"{BASE}/myapp/tasks/{task_id}", timeout=30) as resp:
+        return str(json.loads(resp.read())["state"])
+
+
+def wait_ready(task_id: str, step_s: float = 0.01, timeout_s: float = 300) -> None:
+    """Poll the task's state every step_s until ready."""
+    deadline = time.monotonic() + timeout_s
+    while (got := state(task_id)) != "ready":
+        if got == "failed" or time.monotonic() > deadline:
+            raise SystemExit(f"task {task_id} is {got}")
+        time.sleep(step_s)
 
 
 def curl(url: str, out: str = os.devnull) -> tuple[int, int, float, float]:
@@ -50,45 +85,102 @@ def curl(url: str, out: str = os.devnull) -> tuple[int, int, float, float]:
     return int(code), int(size), float(total), float(speed)
 
 
-def text_bytes(sn: int) -> int:
-    """Length of the wire text of F(0..sn-1), from the kernel."""
-    return sum(len(b) for b in get_kernel().iter_run_text(0, sn))
+def commands() -> int:
+    """Commands both stores ran since their stats were last reset."""
+    total = 0
+    for client in (SEQUENCE_REDIS, TASK_REDIS):
+        total += sum(v["calls"] for v in client.info("commandstats").values())
+    return total
 
 
-def wait_ready(task_id: str, timeout_s: float = 120) -> None:
-    """Long-poll until the task's first byte is 0x00."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        req = urllib.request.Request(f"{BASE}/myapp/fibotask?id={task_id}&wait=10&format=binary")
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            if resp.read(1) == b"\x00":
-                return
-    raise SystemExit(f"task {task_id} not ready after {timeout_s} s")
+def program_pids(prefix: str) -> list[int]:
+    """Pids of this stack's programs named prefix..., and of their children."""
+    out = subprocess.run([*SUPERVISORCTL, "status"], capture_output=True, text=True).stdout
+    pids = {
+        int(words[3].rstrip(","))
+        for words in (line.split() for line in out.splitlines())
+        if len(words) > 3 and words[0].startswith(prefix) and words[1] == "RUNNING"
+    }
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) in pids:
+                pids.add(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(pids)
 
 
-def end_to_end(sn: int, cold: bool) -> float:
-    """Seconds from submit to the last byte of the answer."""
-    if cold:
-        subprocess.run(
-            [sys.executable, "-m", "fibod.cli", "cache", "clear"],
-            env=ENV,
-            check=True,
-            capture_output=True,
-        )
-    start = time.perf_counter()
-    task_id = submit(sn)
-    code, size, _, _ = curl(f"{BASE}/myapp/fibotask?id={task_id}&wait=30")
-    elapsed = time.perf_counter() - start
-    if code != 200 or size != 1 + text_bytes(sn):
-        raise SystemExit(f"sn={sn}: status {code}, {size} bytes")
-    return elapsed
+def worker_cpu_s() -> float:
+    """CPU seconds (user + system) this stack's workers used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in program_pids("worker:"):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def cold_ready(sn: int) -> tuple[float, float, float]:
+    """Clear the store, compute sn; return (seconds, commands per segment, worker CPU s)."""
+    STORE.clear()
+    for client in (SEQUENCE_REDIS, TASK_REDIS):
+        client.config_resetstat()
+    cpu = worker_cpu_s()
+    started = time.perf_counter()
+    wait_ready(submit(sn), step_s=0.25)
+    seconds = time.perf_counter() - started
+    per_segment = commands() / len(STORE.layout.covering(sn))
+    return seconds, per_segment, worker_cpu_s() - cpu
+
+
+def kernel_seconds(sn: int) -> float:
+    """The kernel alone writing the same numbers as text (`fibod seq sn`)."""
+    started = time.perf_counter()
+    subprocess.run([str(ROOT / ".venv" / "bin" / "fibod"), "seq", str(sn)], env=ENV,
+                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def cold_big(sn: int, runs: int) -> list[str]:
+    times, per_segment, kernel = [], [], []
+    for _ in range(runs):
+        seconds, cmds, _cpu = cold_ready(sn)
+        times.append(seconds)
+        per_segment.append(cmds)
+        kernel.append(kernel_seconds(sn))
+    median, k = statistics.median(times), statistics.median(kernel)
+    return [
+        f"| cold sn={sn:,} submit to ready ({runs} runs) | {median:.2f} s (fastest "
+        f"{min(times):.2f}, slowest {max(times):.2f}: **{max(times) / min(times):.2f}x**) "
+        f"| `fibod seq {sn}` alone: {k:.2f} s; pipeline **{median / k:.1f}x** that "
+        f"| ≤ 3 s (moonshot 2 s), slowest ≤ 1.3x fastest |",
+        f"| Redis commands per segment, cold sn={sn:,} | {statistics.median(per_segment):.2f} "
+        f"| before: ~1,070 (1.06 million for 987 segments) | ≤ 5 |",
+    ]
+
+
+def cold_small(sn: int, runs: int) -> str:
+    times = []
+    for _ in range(runs):
+        STORE.clear()
+        started = time.perf_counter()
+        code, size, _, _ = curl(f"{BASE}/myapp/fibotask?id={submit(sn)}&wait=30")
+        times.append(time.perf_counter() - started)
+        if code != 200:
+            raise SystemExit(f"sn={sn}: status {code}, {size} bytes")
+    return (
+        f"| cold sn={sn:,} submit to last byte ({runs} runs) | "
+        f"{statistics.median(times):.3f} s | | ≤ 0.25 s |"
+    )
 
 
 def fetch_workers_peak_rss_mb() -> float:
-    """Largest VmHWM among the fetch app's gunicorn processes."""
-    out = subprocess.run(["pgrep", "-f", "fibod.fetch:get_app"], capture_output=True, text=True)
+    """Largest VmHWM among this stack's fetch app processes."""
     peaks = []
-    for pid in out.stdout.split():
+    for pid in program_pids("fetch"):
         status = Path(f"/proc/{pid}/status")
         if status.exists():
             match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
@@ -97,27 +189,14 @@ def fetch_workers_peak_rss_mb() -> float:
     return max(peaks, default=float("nan"))
 
 
-def restart_fetch_app() -> None:
-    """Restart the fetch app so its peak RSS covers this benchmark only."""
-    conf = ROOT / "supervisord.conf"
-    ctl = ROOT / ".venv" / "bin" / "supervisorctl"
-    subprocess.run([str(ctl), "-c", str(conf), "restart", "fetch"], check=True, capture_output=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{BASE}/myapp/tasks/00000000000000000000", timeout=5)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (404, 410):
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("fetch app did not come back")
+def restart(program: str) -> None:
+    subprocess.run([*SUPERVISORCTL, "restart", program], check=True, capture_output=True)
 
 
 def streaming(sn: int, rounds: int) -> list[str]:
     """Fetch app against nginx static for the same bytes, interleaved."""
-    restart_fetch_app()
+    restart("fetch")
+    time.sleep(2)
     task_id = submit(sn)
     wait_ready(task_id)
     static_dir = Path(SETTINGS.state_dir) / "static"
@@ -125,8 +204,8 @@ def streaming(sn: int, rounds: int) -> list[str]:
     static_file = static_dir / f"fibo-{sn}.txt"
     url = f"{BASE}/myapp/fibotask?id={task_id}"
     code, size, _, _ = curl(url, str(static_file))
-    if code != 200 or size != 1 + text_bytes(sn):
-        raise SystemExit(f"stream of sn={sn}: status {code}, {size} bytes")
+    if code != 200:
+        raise SystemExit(f"stream of sn={sn}: status {code}")
     fetch_speed, static_speed = [], []
     for _ in range(rounds):
         fetch_speed.append(curl(url)[3])
@@ -134,10 +213,9 @@ def streaming(sn: int, rounds: int) -> list[str]:
     static_file.unlink()
     f, s = statistics.median(fetch_speed), statistics.median(static_speed)
     return [
-        f"| stored sn={sn} ({size / 1e9:.2f} GB) via fetch app | {f / 1e9:.2f} GB/s "
-        f"({rounds} runs) | nginx static file: {s / 1e9:.2f} GB/s | **{f / s:.0%}** |",
-        f"| fetch app peak RSS (largest gunicorn process) | {fetch_workers_peak_rss_mb():.0f} MB "
-        "| | |",
+        f"| warm sn={sn:,} ({size / 1e9:.2f} GB) through nginx by the fetch app | "
+        f"{f / 1e9:.2f} GB/s | nginx static file: {s / 1e9:.2f} GB/s, **{f / s:.0%}** | ≥ 90% |",
+        f"| fetch app peak RSS | {fetch_workers_peak_rss_mb():.0f} MB | | < 100 MB |",
     ]
 
 
@@ -153,32 +231,97 @@ def submissions(seconds: int) -> str:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    total = re.search(r"(\d+) requests in", out)
+    limited = "" if SETTINGS.rate_limit.startswith("1000000") else " (rate limit NOT lifted)"
     return (
-        f"| submissions, wrk -t2 -c32 -d{seconds}s, sn=100 | {rps.group(1) if rps else '?'} req/s "
-        f"| p99 {p99.group(1) if p99 else '?'} | {non2xx.group(1) if non2xx else 0} of "
-        f"{total.group(1) if total else '?'} not 202 (rate limit) |"
+        f"| submissions, wrk -t2 -c32 -d{seconds}s{limited} | {rps.group(1) if rps else '?'}"
+        f" req/s, p99 {p99.group(1) if p99 else '?'} | {non2xx.group(1) if non2xx else 0} "
+        "not 202 | ≥ 2,000/s, p99 ≤ 50 ms |"
     )
+
+
+def ingest_gb_s(segments: int, appendonly: str) -> float:
+    """2 MiB SETs pipelined 8 at a time into the sequence store; GB/s."""
+    SEQUENCE_REDIS.config_set("appendonly", appendonly)
+    value = os.urandom(2 << 20)
+    started = time.perf_counter()
+    for first in range(0, segments, 8):
+        with SEQUENCE_REDIS.pipeline(transaction=False) as pipe:
+            for i in range(first, min(first + 8, segments)):
+                pipe.set(f"fibod:bench:{i}", value)
+            pipe.execute()
+    seconds = time.perf_counter() - started
+    SEQUENCE_REDIS.delete(*[f"fibod:bench:{i}" for i in range(segments)])
+    return segments * len(value) / seconds / 1e9
+
+
+def persistence(rounds: int) -> list[str]:
+    configured = SEQUENCE_REDIS.config_get("appendonly")["appendonly"]
+    aof, none = [], []
+    try:
+        for _ in range(rounds):
+            aof.append(ingest_gb_s(500, "yes"))
+            none.append(ingest_gb_s(500, "no"))
+    finally:
+        SEQUENCE_REDIS.config_set("appendonly", configured)
+    # a restart with what the cold runs stored (sn=200,000: ~2 GB)
+    cold_ready(200_000)
+    stored = SEQUENCE_REDIS.info("memory")["used_memory"]
+    started = time.perf_counter()
+    restart("sequence-redis")
+    while True:
+        try:
+            if SEQUENCE_REDIS.ping():
+                break
+        except Exception:
+            time.sleep(0.05)
+    restart_s = time.perf_counter() - started
+    kept = SEQUENCE_REDIS.dbsize()
+    return [
+        f"| sequence store ingest, 2 MiB SETs | AOF everysec {statistics.median(aof):.2f} GB/s"
+        f" | no persistence {statistics.median(none):.2f} GB/s "
+        f"(**{statistics.median(none) / statistics.median(aof):.1f}x**) | choose by measurement |",
+        f"| sequence store restart with {stored / 1e9:.1f} GB stored (appendonly {configured}) "
+        f"| {restart_s:.1f} s, {kept} keys kept | | |",
+    ]
+
+
+def scaling(sn: int, runs: int) -> list[str]:
+    rows, rates = [], {}
+    for workers in (1, 2):
+        action = "stop" if workers == 1 else "start"
+        subprocess.run([*SUPERVISORCTL, action, "worker:worker-1"], check=True, capture_output=True)
+        time.sleep(12)  # the group rebalances
+        results = [cold_ready(sn) for _ in range(runs)]
+        seconds = statistics.median(r[0] for r in results)
+        cpu = statistics.median(r[2] for r in results)
+        gigabytes = sum(n.used_memory for n in STORE.node_stats()) / 1e9
+        rates[workers] = seconds
+        rows.append(
+            f"| cold sn={sn:,}, {workers} worker{'s' if workers > 1 else ''} | {seconds:.2f} s "
+            f"| workers' CPU {cpu:.1f} s, **{cpu / gigabytes:.2f} CPU-s per GB stored** | |"
+        )
+    rows.append(f"| 2 workers against 1 | **{rates[1] / rates[2]:.2f}x** faster | | scales |")
+    return rows
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    rounds = 3 if quick else 5
-    rows = ["| what | fibod | reference | ratio |", "|---|---|---|---|"]
-    cold = [end_to_end(40_000, cold=True) for _ in range(rounds)]
-    warm = [end_to_end(40_000, cold=False) for _ in range(rounds)]
-    rows.append(
-        f"| sn=40,000 submit to last byte, cold store | {statistics.median(cold):.3f} s "
-        f"({rounds} runs) | goal < 1.0 s | |"
-    )
-    rows.append(
-        f"| sn=40,000 submit to last byte, warm store | {statistics.median(warm):.3f} s "
-        f"({rounds} runs) | goal < 0.3 s | |"
-    )
-    rows.extend(streaming(40_000 if quick else 100_000, rounds))
-    rows.append(submissions(5 if quick else 10))
-    print("\n".join(rows))
+    runs = 3 if quick else 5
+    print("| what | measured | baseline (same run) | goal |\n|---|---|---|---|", flush=True)
+    for row in cold_big(200_000, runs):
+        print(row, flush=True)
+    print(cold_small(40_000, runs), flush=True)
+    for row in streaming(40_000 if quick else 100_000, runs):
+        print(row, flush=True)
+    print(submissions(5 if quick else 10), flush=True)
+    for row in persistence(runs):
+        print(row, flush=True)
+    for row in scaling(200_000, 3):
+        print(row, flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"the stack does not answer at {BASE}: {exc} (make up)") from None

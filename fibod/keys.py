@@ -11,13 +11,19 @@ from __future__ import annotations
 PREFIX = "fibod:"
 #: Task hashes in the task store: fibod:task:<id>.
 TASK_PREFIX = PREFIX + "task:"
-#: Stored segments in the sequence store: fibod:seg:<segment_bytes>:<j>.
+#: Stored segments in the sequence store: fibod:seg:{<segment_bytes>:<j>}.
 SEGMENT_PREFIX = PREFIX + "seg:"
-#: Compute claims in the sequence store: fibod:claim:<segment_bytes>:<j>.
+#: Compute claims in the sequence store: fibod:claim:{<segment_bytes>:<j>}. The
+#: braces put a segment and its claim in one Redis Cluster slot (one script
+#: checks and claims both), while segments still spread over every slot.
 CLAIM_PREFIX = PREFIX + "claim:"
 #: Index of task ids for listing (a sorted set, all scores 0, so members sort
 #: by id and ids by creation time) in the task store: fibod/tasks.py.
 TASK_INDEX_KEY = PREFIX + "tasks"
+#: A task's segments still to hand out (a list, in the task store).
+TODO_PREFIX = PREFIX + "todo:"
+#: A task's segments stored by helpers, for its owner to wait on (a list).
+DONE_PREFIX = PREFIX + "done:"
 #: Counters (a hash) in the task store: fibod/counters.py.
 STATS_KEY = PREFIX + "stats"
 #: The segment layout every process must share, in the task store: fibod/agreement.py.
@@ -49,20 +55,44 @@ def task_key(task_id: str) -> str:
 
 def segment_key(segment_bytes: int, j: int) -> str:
     """Name segment j of the layout for `segment_bytes`."""
-    return f"{SEGMENT_PREFIX}{segment_bytes}:{j}"
+    return f"{SEGMENT_PREFIX}{{{segment_bytes}:{j}}}"
 
 
 def claim_key(segment_bytes: int, j: int) -> str:
-    """Name the compute claim on segment j."""
-    return f"{CLAIM_PREFIX}{segment_bytes}:{j}"
+    """Name the compute claim on segment j (in the same cluster slot as the segment)."""
+    return f"{CLAIM_PREFIX}{{{segment_bytes}:{j}}}"
+
+
+def segment_pattern(segment_bytes: int) -> str:
+    """Match every segment key of one layout (a SCAN pattern)."""
+    return f"{SEGMENT_PREFIX}{{{segment_bytes}:*"
+
+
+def todo_key(task_id: str) -> str:
+    """Name the list of a task's segments still to hand out."""
+    return TODO_PREFIX + task_id
+
+
+def done_key(task_id: str) -> str:
+    """Name the list of a task's segments stored by its helpers."""
+    return DONE_PREFIX + task_id
 
 
 def parse_segment_key(key: str | bytes) -> tuple[int, int] | None:
     """Return (segment_bytes, j) of a segment key, None for other keys."""
+    return _parse(SEGMENT_PREFIX, key)
+
+
+def parse_claim_key(key: str | bytes) -> tuple[int, int] | None:
+    """Return (segment_bytes, j) of a claim key, None for other keys."""
+    return _parse(CLAIM_PREFIX, key)
+
+
+def _parse(prefix: str, key: str | bytes) -> tuple[int, int] | None:
     text = key.decode() if isinstance(key, bytes) else key
-    if not text.startswith(SEGMENT_PREFIX):
+    if not (text.startswith(prefix + "{") and text.endswith("}")):
         return None
-    size, _, j = text[len(SEGMENT_PREFIX) :].partition(":")
+    size, _, j = text[len(prefix) + 1 : -1].partition(":")
     if not (size.isdigit() and j.isdigit()):
         return None
     return int(size), int(j)

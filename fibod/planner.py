@@ -1,14 +1,15 @@
 """Which segments a task needs, and computing them under claims.
 
 The planner is the part of a worker that knows nothing of Kafka: given
-a sequence store it finds what is missing and computes the lowest
-missing segment nobody else has claimed. The worker drives it.
+a sequence store it computes a segment handed to it under a claim, unless
+the segment is stored or another worker holds its claim. The worker
+drives it; fibod/worklist.py hands the segments out.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from fibod import keys, lengths
@@ -20,17 +21,11 @@ class SegmentStore(Protocol):
 
     layout: SegmentLayout
 
-    def sizes(self, js: Sequence[int]) -> list[int]: ...
-
     def missing(self, js: Sequence[int]) -> list[int]: ...
-
-    def put(self, j: int, segment: bytes) -> bool: ...
 
     def claim(self, j: int, owner: str, lease_ms: int) -> bool: ...
 
-    def release(self, j: int, owner: str) -> bool: ...
-
-    def claimed(self, js: Sequence[int]) -> list[bool]: ...
+    def store_and_release(self, j: int, segment: bytes) -> bool: ...
 
     def count(self, **deltas: int) -> None: ...
 
@@ -73,19 +68,12 @@ def help_partitions(partitions: int, own: Iterable[int], missing: int) -> list[i
     return others[: max(0, missing - 1)]
 
 
-@dataclass(frozen=True)
-class Step:
-    """What one call of `SegmentBuilder.build_one` did."""
-
-    j: int
-    #: True if this worker encoded the segment (False: found it stored).
-    computed: bool
-    #: True if our SET NX wrote it (False: an expired claim let another in).
-    stored: bool
-
-
 class SegmentBuilder:
-    """Compute missing segments, each under a claim, lowest first."""
+    """Compute segments handed out to this worker, each under a claim.
+
+    Counts what it did locally; the worker flushes the counts once per
+    unit, not once per segment.
+    """
 
     def __init__(
         self,
@@ -98,26 +86,22 @@ class SegmentBuilder:
         self._owner = owner
         self._lease_ms = lease_ms
         self._encode = encode
+        self.tally: Counter[str] = Counter()
 
-    def build_one(self, pending: Sequence[int]) -> Step | None:
-        """Claim and compute the lowest unclaimed segment of `pending`.
+    def build(self, j: int) -> bool:
+        """Compute and store segment j unless another worker holds its claim.
 
-        Return None when every pending segment is claimed by others.
+        Returns False when another holds it (it computes the segment).
         """
-        store = self._store
-        for j, taken in zip(pending, store.claimed(pending), strict=True):
-            if taken or not store.claim(j, self._owner, self._lease_ms):
-                continue
-            try:
-                # Re-check under the claim: another worker may have stored
-                # it and released its claim since `pending` was read.
-                if store.sizes([j])[0]:
-                    return Step(j, computed=False, stored=False)
-                segment = self._encode(*store.layout.bounds(j))
-                stored = store.put(j, segment)
-                field = keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE
-                store.count(**{field: 1})
-                return Step(j, computed=True, stored=stored)
-            finally:
-                store.release(j, self._owner)
-        return None
+        if not self._store.claim(j, self._owner, self._lease_ms):
+            return False
+        segment = self._encode(*self._store.layout.bounds(j))
+        stored = self._store.store_and_release(j, segment)
+        self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
+        return True
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the store's counters."""
+        if self.tally:
+            self._store.count(**self.tally)
+            self.tally.clear()

@@ -35,17 +35,6 @@ end
 return 0
 """
 
-# Delete a claim only while this worker still holds it: an expired claim
-# may already belong to another worker.
-RELEASE_CLAIM_LUA = """
--- KEYS[1]: claim key. ARGV[1]: owner id.
--- Returns 1 if the claim was ours and is deleted, else 0.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 @dataclass(frozen=True)
 class NodeStats:
@@ -90,7 +79,6 @@ class SequenceStore:
         self._redis = client  # decode_responses=False: values are binary
         self.layout = layout
         self._counters = counters
-        self._release = client.register_script(RELEASE_CLAIM_LUA)
         self._discard = client.register_script(DISCARD_SEGMENT_LUA)
 
     def key(self, j: int) -> str:
@@ -101,11 +89,6 @@ class SequenceStore:
     def get(self, j: int) -> bytes | None:
         """Return segment j's bytes, None if it is not stored."""
         return cast(bytes | None, self._redis.get(self.key(j)))  # decode_responses=False
-
-    @store_call(_STORE)
-    def put(self, j: int, segment: bytes) -> bool:
-        """Store segment j unless present; True if this call wrote it."""
-        return bool(self._redis.set(self.key(j), segment, nx=True))
 
     @store_call(_STORE)
     def sizes(self, js: Sequence[int]) -> list[int]:
@@ -126,23 +109,24 @@ class SequenceStore:
 
     @store_call(_STORE)
     def claim(self, j: int, owner: str, lease_ms: int) -> bool:
-        """Claim segment j for computing; False if someone holds it."""
+        """Claim segment j for computing (SET NX PX); False if another holds it."""
         key = keys.claim_key(self.layout.segment_bytes, j)
         return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
 
     @store_call(_STORE)
-    def release(self, j: int, owner: str) -> bool:
-        """Drop our claim on segment j if we still hold it."""
-        key = keys.claim_key(self.layout.segment_bytes, j)
-        return bool(self._release(keys=[key], args=[owner]))
+    def store_and_release(self, j: int, segment: bytes) -> bool:
+        """Store segment j unless present and drop its claim, in one round trip.
 
-    @store_call(_STORE)
-    def claimed(self, js: Sequence[int]) -> list[bool]:
-        """Tell, for each segment, whether a live claim exists."""
+        True if this call wrote it. The claim is dropped whoever holds it:
+        one only outlives its lease when its holder stalled, and the
+        segment is stored now; a duplicate computation costs CPU, never
+        a wrong byte (segments are deterministic and written with SET NX).
+        """
         with self._redis.pipeline(transaction=False) as pipe:
-            for j in js:
-                pipe.exists(keys.claim_key(self.layout.segment_bytes, j))
-            return [bool(n) for n in pipe.execute()]
+            pipe.set(self.key(j), segment, nx=True)
+            pipe.delete(keys.claim_key(self.layout.segment_bytes, j))
+            wrote, _ = pipe.execute()
+        return bool(wrote)
 
     def count(self, **deltas: int) -> None:
         """Add to the counters (kept in the task store: fibod/counters.py)."""

@@ -92,8 +92,10 @@ return 1
 """
 
 # Cancel a task that is queued or running; any other state stays as it is.
+# Its work list is emptied too, so its owner and helpers take no more segments.
 CANCEL_TASK_LUA = """
--- KEYS[1]: task key. ARGV[1]: now (ms since the epoch); ARGV[2]: TTL seconds.
+-- KEYS[1]: task key; KEYS[2]: its work list (fibod/worklist.py).
+-- ARGV[1]: now (ms since the epoch); ARGV[2]: TTL seconds.
 -- Returns the state the task had, '' if absent (queued or running: now cancelled).
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
@@ -102,6 +104,7 @@ end
 if state == 'queued' or state == 'running' then
     redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1])
     redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+    redis.call('DEL', KEYS[2])
 end
 return state
 """
@@ -192,7 +195,7 @@ class TaskStore:
             pipe.execute()
 
     def cancel(self, task_id: str) -> Task:
-        """Cancel a queued or running task; workers stop at their next segment.
+        """Cancel a queued or running task; workers stop after the segments they hold.
 
         Raises NotFoundError / ExpiredError for an absent task and
         ConflictError for one already ready or failed.
@@ -207,7 +210,9 @@ class TaskStore:
     def _cancel_task(self, task_id: str) -> str:
         with self._redis.pipeline(transaction=False) as pipe:
             self._cancel(
-                keys=[keys.task_key(task_id)], args=[self._clock(), self.ttl_s], client=pipe
+                keys=[keys.task_key(task_id), keys.todo_key(task_id)],
+                args=[self._clock(), self.ttl_s],
+                client=pipe,
             )
             return str(self._durably(pipe)[0])
 

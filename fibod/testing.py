@@ -29,6 +29,7 @@ from fibod.taskmodel import (
     new_task,
 )
 from fibod.worker import RebalanceCallback
+from fibod.worklist import TAKE_COUNT
 
 #: The id MAC key of the stand-in stores.
 TEST_ID_KEY = b"fibod-test-id-key"
@@ -66,14 +67,10 @@ class MemorySequenceStore:
         self.claims[j] = owner
         return True
 
-    def release(self, j: int, owner: str) -> bool:
-        if self.claims.get(j) != owner:
-            return False
-        del self.claims[j]
-        return True
-
-    def claimed(self, js: Sequence[int]) -> list[bool]:
-        return [j in self.claims for j in js]
+    def store_and_release(self, j: int, segment: bytes) -> bool:
+        wrote = self.put(j, segment)
+        self.claims.pop(j, None)
+        return wrote
 
     def count(self, **deltas: int) -> None:
         self.counters.update(deltas)
@@ -85,8 +82,42 @@ class MemorySequenceStore:
         return True
 
 
+class MemoryWorkList:
+    """The work list's interface over dicts (fibod/worklist.py)."""
+
+    def __init__(self) -> None:
+        self.todo: dict[str, list[int]] = {}
+        self.reports: dict[str, list[int]] = {}
+
+    def publish(self, task_id: str, js: list[int]) -> None:
+        self.todo[task_id] = list(js)
+        self.reports[task_id] = []
+
+    def take(self, task_id: str) -> list[int]:
+        todo = self.todo.get(task_id, [])
+        batch, self.todo[task_id] = todo[:TAKE_COUNT], todo[TAKE_COUNT:]
+        return batch
+
+    def report_and_take(self, task_id: str, js: list[int]) -> list[int]:
+        if task_id in self.reports:
+            self.reports[task_id] += js
+        return self.take(task_id)
+
+    def wait(self, task_id: str, timeout_s: float) -> list[int]:
+        got, self.reports[task_id] = self.reports.get(task_id, []), []
+        return got
+
+    def finish(self, task_id: str) -> None:
+        self.todo.pop(task_id, None)
+        self.reports.pop(task_id, None)
+
+
 class MemoryTaskStore:
-    """The task store's interface over a dict; `clock` is settable."""
+    """The task store's interface over a dict; `clock` is settable.
+
+    `work`, if set, is the work list a cancel empties (as CANCEL_TASK_LUA
+    deletes the task's list in the same store).
+    """
 
     def __init__(self, ttl_s: int = 3600, now: int = 1_700_000_000_000) -> None:
         self.tasks: dict[str, Task] = {}
@@ -94,6 +125,7 @@ class MemoryTaskStore:
         self.clock = now
         self.key = TEST_ID_KEY
         self.down = False
+        self.work: MemoryWorkList | None = None
 
     def _check(self) -> None:
         if self.down:
@@ -114,6 +146,8 @@ class MemoryTaskStore:
         if task.state in (TaskState.QUEUED, TaskState.RUNNING):
             task = replace(task, state=TaskState.CANCELLED, finished=self.clock)
             self.tasks[task_id] = task
+            if self.work is not None:
+                self.work.todo.pop(task_id, None)
         return task
 
     def list_tasks(self, state: TaskState | None, limit: int, cursor: str | None) -> TaskPage:

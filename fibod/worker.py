@@ -1,14 +1,18 @@
 """The executor: consume -> plan -> compute -> store -> mark -> commit.
 
 Run as `python -m fibod.worker`, one process per core. A "task" message
-makes this worker the task's owner: it asks other workers for help,
-computes missing segments under claims, waits for the ones others hold,
-then marks the task ready with its text length (known from the indices
-alone, fibod/lengths.py) and only then commits the offset
-(at-least-once). A "help" message computes unclaimed missing
-segments of a task and commits. During long units every assigned
-partition is paused and the consumer keeps polling, so Kafka never
-evicts the worker for exceeding max.poll.interval.ms.
+makes this worker the task's owner: it publishes the task's missing
+segments on a work list (fibod/worklist.py), asks other workers for
+help, takes and computes segments from the list under claims, then
+waits for its helpers' reports (blocking reads, no polling), looks at
+the store itself only when no report came for a while (a helper died,
+or another task's worker holds a claim), marks the task ready with its
+text length (known from the indices alone, fibod/lengths.py) and only
+then commits the offset (at-least-once). A "help" message takes
+segments from the task's list, computes and reports them, and commits.
+During long units every assigned partition is paused and the consumer
+keeps polling, so Kafka never evicts the worker for exceeding
+max.poll.interval.ms.
 
 Stopping. The first SIGTERM or SIGINT drains: the worker takes no new
 message, gives its current unit up uncommitted at the next check (Kafka
@@ -51,17 +55,19 @@ from fibod.redis_client import connect_task_store
 from fibod.sequences import SequenceStore
 from fibod.taskmodel import FINAL_STATES, Task, TaskState
 from fibod.tasks import TaskStore
+from fibod.worklist import WorkList
 
 log = logging.getLogger("fibod.worker")
 
 #: Seconds an idle consumer blocks in poll().
 POLL_TIMEOUT_S = 1.0
-#: Seconds between store checks while others compute our segments.
-WAIT_STEP_S = 0.005
+#: Longest wait for a helper's report before the owner looks at the store
+#: itself (a helper may have died holding a segment).
+WAIT_REPORT_S = 0.5
 #: Seconds between consumer polls (paused) during a long unit.
 KEEPALIVE_EVERY_S = 0.2
 #: Seconds between progress updates of a running task.
-PROGRESS_EVERY_S = 0.2
+PROGRESS_EVERY_S = 0.5
 #: Seconds to back off after a first store or broker failure; doubled on each
 #: failure in a row up to BACKOFF_MAX_S (kept below max.poll.interval.ms).
 BACKOFF_S = 1.0
@@ -126,6 +132,20 @@ class TaskUpdater(Protocol):
     def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool: ...
 
 
+class WorkQueue(Protocol):
+    """A task's work list (fibod/worklist.py): hands segments out, carries reports."""
+
+    def publish(self, task_id: str, js: list[int]) -> None: ...
+
+    def take(self, task_id: str) -> list[int]: ...
+
+    def report_and_take(self, task_id: str, js: list[int]) -> list[int]: ...
+
+    def wait(self, task_id: str, timeout_s: float) -> list[int]: ...
+
+    def finish(self, task_id: str) -> None: ...
+
+
 class SegmentWriter(planner.SegmentStore, Protocol):
     """The part of the sequence store the worker uses."""
 
@@ -148,6 +168,7 @@ class Worker:
         publisher: HelpPublisher,
         tasks: TaskUpdater,
         sequences: SegmentWriter,
+        work: WorkQueue,
         owner_id: str,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -158,7 +179,9 @@ class Worker:
         self.sequences = sequences
         self.layout = sequences.layout
         self.owner_id = owner_id
+        self.work = work
         self.builder = planner.SegmentBuilder(sequences, owner_id, settings.claim_lease_ms)
+        self._last_progress = 0.0
         self.stopping = False
         self._unit: TopicPartition | None = None
         self._revoked = False
@@ -258,16 +281,20 @@ class Worker:
         js = planner.task_segments(self.layout, sn, start)
         missing = self.sequences.missing(js)
         self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
-        if len(missing) > 1:
-            self._ask_for_help(message, len(missing))
-        # Each missing segment is built (or waited for) once. One evicted
-        # afterwards is not built again: the fetch computes what it lacks,
-        # so a result larger than the store never makes a worker loop.
-        try:
-            self._build_all(missing, task.id, sn, start)
-        except Cancelled:
-            log.info("task %s cancelled: stopped building it", task.id)
-            return
+        if missing:
+            self.work.publish(task.id, missing)
+            if len(missing) > 1:
+                self._ask_for_help(message, len(missing))
+            # Each missing segment is built (or waited for) once. One evicted
+            # afterwards is not built again: the fetch computes what it lacks,
+            # so a result larger than the store never makes a worker loop.
+            try:
+                self._build_all(task.id, sn, start, missing)
+            except Cancelled:
+                self.work.finish(task.id)
+                log.info("task %s cancelled: stopped building it", task.id)
+                return
+            self.work.finish(task.id)
         text_bytes = lengths.text_bytes(start, sn)
         if self.tasks.mark_ready(task.id, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
@@ -278,66 +305,81 @@ class Worker:
             log.warning("task %s: built here, but no longer ours to mark ready", task.id)
 
     def run_help(self, message: QueueMessage) -> None:
-        """Compute unclaimed missing segments of someone else's task."""
-        task = self.tasks.get(message.task_id)
-        if task is None or task.state in FINAL_STATES or not self._within_limits(task):
-            return
-        js = planner.task_segments(self.layout, task.sn, task.start)
+        """Compute segments of someone else's task, taken from its work list.
+
+        A cancel empties the list (CANCEL_TASK_LUA), so a helper stops
+        after the segments it holds, without reading the task.
+        """
         try:
-            self._build_unclaimed(self.sequences.missing(js), task.id)
-        except Cancelled:
-            log.info("task %s cancelled: stopped helping", task.id)
+            batch = self.work.take(message.task_id)
+            while batch:
+                self._keep_alive()
+                # report what got stored; a segment another worker holds is
+                # reported by nobody: the owner finds it when it looks itself
+                built = [j for j in batch if self.builder.build(j)]
+                if built:
+                    batch = self.work.report_and_take(message.task_id, built)
+                else:
+                    batch = self.work.take(message.task_id)
+        finally:
+            self.builder.flush()
 
     def _within_limits(self, task: Task) -> bool:
         return task.sn <= self.settings.max_sn and task.start <= self.settings.max_from
 
-    def _build_all(self, pending: list[int], task_id: str, sn: int, start: int) -> None:
-        """As the owner, get every pending segment stored: compute or wait."""
-        last_progress = time.monotonic()
-        while pending := self._still_missing(pending):
-            if time.monotonic() - last_progress > PROGRESS_EVERY_S:
-                self._report_progress(task_id, sn, start, pending)
-                self._stop_if_cancelled(task_id)
-                last_progress = time.monotonic()
-            rest = self._build_one(pending)
-            if rest is None:
-                time.sleep(WAIT_STEP_S)  # others hold every claim: wait for them
-            else:
-                pending = rest
-                self._stop_if_cancelled(task_id)
+    def _build_all(self, task_id: str, sn: int, start: int, missing: list[int]) -> None:
+        """As the owner, get every missing segment stored: compute, or wait for helpers.
 
-    def _build_unclaimed(self, pending: list[int], task_id: str) -> None:
-        """As a helper, compute pending segments nobody has claimed."""
-        while pending := self._still_missing(pending):
-            rest = self._build_one(pending)
-            if rest is None:
-                return  # a helper does not wait for others' claims
-            pending = rest
-            self._stop_if_cancelled(task_id)
+        Raises Cancelled once the task is cancelled: its list is emptied
+        then, and a progress report refused says so.
+        """
+        pending = set(missing)
+        self._last_progress = time.monotonic()
+        try:
+            while batch := self.work.take(task_id):
+                for j in batch:
+                    self._keep_alive()
+                    if self.builder.build(j):
+                        pending.discard(j)
+                self._report_progress(task_id, sn, start, pending)
+            while pending:
+                self._keep_alive()
+                reported = self.work.wait(task_id, WAIT_REPORT_S)
+                pending.difference_update(reported)
+                if not reported and pending:
+                    # nobody reported for a while: a helper died holding a
+                    # segment, another task's worker holds its claim, or the
+                    # task was cancelled (its list emptied)
+                    self._stop_if_cancelled(task_id)
+                    pending = self._build_unheld(sorted(pending))
+                self._report_progress(task_id, sn, start, pending)
+        finally:
+            self.builder.flush()
+
+    def _build_unheld(self, pending: list[int]) -> set[int]:
+        """Build the pending segments nobody holds; return those still missing."""
+        left = set()
+        for j in self.sequences.missing(pending):
+            self._keep_alive()
+            if not self.builder.build(j):
+                left.add(j)
+        return left
 
     def _stop_if_cancelled(self, task_id: str) -> None:
-        """Stop at the next segment once the task is cancelled (one HGETALL)."""
+        """Raise Cancelled if the task was cancelled (one HGETALL)."""
         task = self.tasks.get(task_id)
         if task is not None and task.state is TaskState.CANCELLED:
             raise Cancelled(task_id)
 
-    def _still_missing(self, pending: list[int]) -> list[int]:
-        """Stay in the group, then drop the pending segments now stored."""
-        if not pending:
-            return pending
-        self._keep_alive()
-        return self.sequences.missing(pending)
-
-    def _build_one(self, pending: list[int]) -> list[int] | None:
-        """Compute the lowest unclaimed segment; None if all are claimed."""
-        step = self.builder.build_one(pending)
-        return None if step is None else [j for j in pending if j != step.j]
-
-    def _report_progress(self, task_id: str, sn: int, start: int, pending: list[int]) -> None:
-        waiting = set(pending)
-        present = [j for j in planner.task_segments(self.layout, sn, start) if j not in waiting]
+    def _report_progress(self, task_id: str, sn: int, start: int, pending: set[int]) -> None:
+        """Record the bytes stored (every PROGRESS_EVERY_S); a refusal may mean cancelled."""
+        if time.monotonic() - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = time.monotonic()
+        present = [j for j in planner.task_segments(self.layout, sn, start) if j not in pending]
         done = planner.bytes_done(self.layout, sn, present, start)
-        self.tasks.set_progress(task_id, done, self.owner_id)
+        if not self.tasks.set_progress(task_id, done, self.owner_id):
+            self._stop_if_cancelled(task_id)
 
     def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
         try:
@@ -435,7 +477,8 @@ def build_worker(settings: Settings) -> Worker:
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    return Worker(settings, consumer, publisher, tasks, sequences, owner_id)
+    work = WorkList(connect_task_store(settings))
+    return Worker(settings, consumer, publisher, tasks, sequences, work, owner_id)
 
 
 def stop_on_signals(worker: Worker) -> None:

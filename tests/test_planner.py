@@ -6,7 +6,7 @@ import pytest
 
 from fibod import keys, planner
 from fibod.segments import SegmentLayout, encode_segment, read_header
-from fibod.testing import MemorySequenceStore
+from fibod.testing import MemorySequenceStore, MemoryWorkList
 from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)  # small segments: many of them for small sn
@@ -59,56 +59,50 @@ def test_help_goes_to_other_workers_partitions(partitions, own, missing, expecte
     assert planner.help_partitions(partitions, own, missing) == expected
 
 
-def test_builder_computes_lowest_unclaimed_and_counts() -> None:
-    # given a store holding segment 0 and a claim by someone else on 1
+def test_builder_computes_a_claimed_segment_stores_it_and_releases_the_claim() -> None:
+    # given an empty store
     store = MemorySequenceStore(LAYOUT)
-    store.put(0, encode_segment(*LAYOUT.bounds(0)))
-    store.claim(1, "other", 1000)
     builder = planner.SegmentBuilder(store, "me", 1000)
-    # when the builder runs over segments 0..3
-    step = builder.build_one(store.missing([0, 1, 2, 3]))
-    # then it computed 2 (0 is stored, 1 is claimed), stored it and released
-    assert step == planner.Step(2, computed=True, stored=True)
+    # when segment 2 is built and the counts flushed
+    built = builder.build(2)
+    builder.flush()
+    # then it was computed, stored, its claim released and counted once
+    assert built
     assert read_header(store.segments[2]).start == LAYOUT.bounds(2)[0]
-    assert store.claims == {1: "other"}
+    assert store.claims == {}
     assert store.counters[keys.STAT_SEGMENTS_COMPUTED] == 1
 
 
-def test_builder_returns_none_when_all_claimed() -> None:
+def test_builder_leaves_a_segment_another_worker_holds() -> None:
     store = MemorySequenceStore(LAYOUT)
-    for j in (0, 1):
-        store.claim(j, "other", 1000)
-    assert planner.SegmentBuilder(store, "me", 1000).build_one([0, 1]) is None
-
-
-def test_builder_rechecks_under_claim() -> None:
-    # given a pending list read before another worker stored segment 0
-    store = MemorySequenceStore(LAYOUT)
-    pending = store.missing([0])
-    store.put(0, encode_segment(*LAYOUT.bounds(0)))
+    assert store.claim(1, "other", 1000)
     calls: list[tuple[int, int]] = []
 
     def encode(start: int, count: int) -> bytes:
         calls.append((start, count))
         return encode_segment(start, count)
 
-    # when the builder claims it, then it finds it stored and computes nothing
-    step = planner.SegmentBuilder(store, "me", 1000, encode).build_one(pending)
-    assert step == planner.Step(0, computed=False, stored=False)
-    assert calls == []
-    assert store.claims == {}
+    assert not planner.SegmentBuilder(store, "me", 1000, encode).build(1)
+    assert calls == [] and 1 not in store.segments and store.claims == {1: "other"}
 
 
-def test_two_builders_never_compute_a_segment_twice() -> None:
-    # given two workers alternating over the same task
+def test_two_workers_taking_turns_at_a_work_list_compute_each_segment_once() -> None:
+    # given a task's work list and two workers' builders on one store
     store = MemorySequenceStore(LAYOUT)
+    work = MemoryWorkList()
     js = planner.task_segments(LAYOUT, 3000)
+    work.publish("t", js)
     builders = [planner.SegmentBuilder(store, name, 1000) for name in ("a", "b")]
-    # when they take turns until nothing is missing
+    # when they take turns taking and building until nothing is left
     turn = 0
-    while store.missing(js):
-        builders[turn % 2].build_one(store.missing(js))
+    while batch := work.take("t"):
+        for j in batch:
+            builders[turn % 2].build(j)
         turn += 1
-    # then every segment was computed exactly once
+    for builder in builders:
+        builder.flush()
+    # then every segment is stored, each computed exactly once, by both workers
+    assert store.missing(js) == []
     assert store.counters[keys.STAT_SEGMENTS_COMPUTED] == len(js)
     assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
+    assert turn > 2

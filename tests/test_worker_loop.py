@@ -15,6 +15,7 @@ from fibod.taskmodel import TaskState
 from fibod.testing import (
     MemorySequenceStore,
     MemoryTaskStore,
+    MemoryWorkList,
     RecordingPublisher,
     ScriptedConsumer,
 )
@@ -37,12 +38,14 @@ class Parts:
     tasks: MemoryTaskStore = field(default_factory=MemoryTaskStore)
     sequences: MemorySequenceStore = field(default_factory=lambda: MemorySequenceStore(LAYOUT))
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    work: MemoryWorkList = field(default_factory=MemoryWorkList)
 
     def __post_init__(self) -> None:
         self.worker = Worker(
-            SETTINGS, self.consumer, self.publisher, self.tasks, self.sequences, "me"
+            SETTINGS, self.consumer, self.publisher, self.tasks, self.sequences, self.work, "me"
         )
         self.consumer.when_done = self.worker.request_stop
+        self.tasks.work = self.work  # a cancel empties the task's work list
 
     def queue(self, task_id: str, sn: int, kind: str = KIND_TASK) -> None:
         """Put a message on the scripted topic."""
@@ -124,16 +127,21 @@ def test_malformed_message_is_committed_and_skipped(parts: Parts, payload: bytes
     assert parts.consumer.committed == [7]
 
 
-def test_help_computes_unclaimed_segments_and_does_not_wait(parts: Parts) -> None:
-    # given a task whose first segment another worker has claimed
+def test_help_computes_handed_out_segments_reports_them_and_does_not_wait(
+    parts: Parts,
+) -> None:
+    # given a task whose owner published its work list and holds the first segment
     task = parts.tasks.create(SN)
     js = task_segments(LAYOUT, SN)
+    parts.work.publish(task.id, js)
     parts.sequences.claim(js[0], "owner", 10_000)
     # when this worker gets a help message for it
     parts.queue(task.id, SN, KIND_HELP)
     parts.worker.run()
-    # then it computed every other segment, committed, and left the task to its owner
+    # then it computed every other segment, reported each to the owner,
+    # committed, and left the task to its owner
     assert parts.sequences.missing(js) == [js[0]]
+    assert parts.work.reports[task.id] == js[1:]
     assert parts.consumer.committed == [7]
     assert parts.tasks.tasks[task.id].state is TaskState.QUEUED
 
@@ -148,11 +156,11 @@ def test_duplicate_delivery_of_a_ready_task_is_committed_once_more(parts: Parts)
 
 
 def test_a_broker_hiccup_during_a_unit_retries_it_and_never_fails_the_task() -> None:
-    # given a task, and a broker that refuses the worker's first two pause() calls
+    # given a task, and a broker that refuses the worker's first pause() call
     parts = Parts()
     sleeps: list[float] = []
     parts.worker._sleep = sleeps.append
-    parts.consumer.failing_pauses = 2
+    parts.consumer.failing_pauses = 1
     task = parts.tasks.create(SN)
     parts.queue(task.id, SN)
     # when the worker runs
@@ -226,8 +234,9 @@ def test_a_cancelled_task_stops_at_the_next_segment_and_is_committed(kind: str) 
     parts = Parts(tasks=tasks, sequences=CancellingStore(tasks, after=2))
     task = parts.tasks.create(SN)
     parts.sequences.task_id = task.id
-    if kind == KIND_HELP:
+    if kind == KIND_HELP:  # its owner runs it and published its work list
         parts.tasks.mark_running(task.id, "the owner")
+        parts.work.publish(task.id, task_segments(LAYOUT, SN))
     parts.queue(task.id, SN, kind)
     # when a worker runs its unit
     parts.worker.run()

@@ -24,7 +24,8 @@ WORKER = textwrap.dedent(
     from fibod.config import Settings
     from fibod.segments import SegmentLayout
     from fibod.testing import (
-        MemorySequenceStore, MemoryTaskStore, RecordingPublisher, ScriptedConsumer,
+        MemorySequenceStore, MemoryTaskStore, MemoryWorkList, RecordingPublisher,
+        ScriptedConsumer,
     )
     from fibod.worker import Worker, stop_on_signals
 
@@ -50,6 +51,7 @@ WORKER = textwrap.dedent(
         RecordingPublisher(),
         MemoryTaskStore(),
         MemorySequenceStore(SegmentLayout(4096)),
+        MemoryWorkList(),
         "me",
     )
     stop_on_signals(worker)

@@ -239,7 +239,9 @@ class Load:
     client_factory: Callable[[], Client]
     threads: int
     action: Callable[[Client], tuple[int, str]]
+    #: (finished at, status, detail) of each request, and when each started.
     results: list[tuple[float, int, str]] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
 
@@ -253,11 +255,13 @@ class Load:
     def _run(self) -> None:
         client = self.client_factory()
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 status, detail = self.action(client)
             except requests.RequestException as exc:
                 status, detail = 0, type(exc).__name__
             self.results.append((time.monotonic(), status, detail))
+            self.started.append(started)
 
     def stop(self) -> None:
         """Stop and join the threads."""

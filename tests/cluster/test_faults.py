@@ -253,9 +253,11 @@ def test_a_worker_host_lost_in_the_middle_of_a_task(
     if fault == "cut off":
         state = Path(rehearsal.settings(rehearsal.inventory.host(lost)).state_dir)
         log = read_log(state / "log" / "worker-0.log")
-        # it noticed it lost the task: it gave its unit up, or finished it and
+        # it noticed it lost the task: it gave its unit up (revoked, or the
+        # stores unreachable: the unit is read again later), or finished it and
         # was refused the state change
-        assert "abandoned" in log or "no longer ours to mark ready" in log, log[-2000:]
+        reactions = ("abandoned", "retrying in", "no longer ours to mark ready")
+        assert any(reaction in log for reaction in reactions), log[-2000:]
     record(
         f"test_a_worker_host_lost_in_the_middle_of_a_task[{fault}]",
         lost=lost,
@@ -284,16 +286,23 @@ def test_an_api_host_killed_while_clients_submit_and_fetch(rehearsal: Rehearsal,
     time.sleep(10)
     fetches.stop()
     submits.stop()
-    # then no fetch of the ready task failed, and every accepted submission ends ready
-    failed_fetches = [r for r in fetches.results if r[1] != 200]
-    assert not failed_fetches, failed_fetches[:5]
-    assert len([r for r in fetches.results if r[0] > killed_at]) > 10
+    # then no fetch of the ready task that started after the kill failed (nginx
+    # sends it to the other API host); one in flight on the dead host may be
+    # cut short (Content-Length tells: nginx cannot retry a stream it began)
+    runs = list(zip(fetches.started, fetches.results, strict=True))
+    after = [r for started, r in runs if started > killed_at]
+    cut_in_flight = [r for started, r in runs if started <= killed_at < r[0] and r[1] != 200]
+    failed_after = [r for r in after if r[1] != 200]
+    assert not failed_after, failed_after[:5]
+    assert len(after) > 10
+    assert len(cut_in_flight) <= 2  # one per fetching client at most
     accepted = _accepted(submits)
     _check_all_ready_and_right(client, accepted)
     record(
         "test_an_api_host_killed_while_clients_submit_and_fetch",
         fetches=len(fetches.results),
-        failed_fetches=len(failed_fetches),
+        failed_fetches_after_kill=len(failed_after),
+        cut_in_flight=len(cut_in_flight),
         submits=len(submits.results),
         failed_submits=len([r for r in submits.results if r[1] != 202]),
     )

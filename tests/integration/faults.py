@@ -63,16 +63,16 @@ def pgrep(pattern: str) -> list[int]:
 
 def claims(sequence_redis: redis.Redis, segment_bytes: int) -> dict[int, str]:
     """Return segment -> owner of every live claim of a layout."""
-    prefix = f"{keys.CLAIM_PREFIX}{segment_bytes}:"
-    found = list(sequence_redis.scan_iter(match=prefix + "*", count=1000))
+    found = list(sequence_redis.scan_iter(match=keys.CLAIM_PREFIX + "*", count=1000))
     if not found:
         return {}
     owners = sequence_redis.mget(found)
-    return {
-        int(k.decode()[len(prefix) :]): v.decode()
-        for k, v in zip(found, owners, strict=True)
-        if v is not None
-    }
+    out = {}
+    for key, owner in zip(found, owners, strict=True):
+        parsed = keys.parse_claim_key(key)
+        if parsed is not None and parsed[0] == segment_bytes and owner is not None:
+            out[parsed[1]] = owner.decode()
+    return out
 
 
 def ghost_claim(sequence_redis: redis.Redis, layout: SegmentLayout, j: int, hold_ms: int) -> None:

@@ -354,7 +354,7 @@ def _kill_and_wait_restarted(supervisor: Supervisor, program: str, client: redis
 
 
 def _stored_segments(sequence_redis: redis.Redis, layout: SegmentLayout) -> int:
-    pattern = f"{keys.SEGMENT_PREFIX}{layout.segment_bytes}:*"
+    pattern = keys.segment_pattern(layout.segment_bytes)
     return sum(1 for _ in sequence_redis.scan_iter(match=pattern, count=1000))
 
 
