@@ -67,8 +67,9 @@ CANCEL_EPILOG = """\
 examples:
   fibod cancel 01a2283e6b67547d46f975a6d8924b56
 
-Workers stop at their next segment; fetching the task then answers 410
-with the status byte 0x04. A ready or failed task cannot be cancelled.
+Workers stop after the segments they hold (the task's work list is
+emptied); fetching the task then answers 410 with the status byte 0x04.
+A ready or failed task cannot be cancelled.
 """
 
 
