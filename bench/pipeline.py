@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = discover()
 ENV = dict(os.environ) | SETTINGS.to_env()
 BASE = SETTINGS.base_url
-STORE = SequenceStore.from_settings(SETTINGS)
-SEQUENCE_REDIS = connect(SETTINGS.sequence_redis_url, SETTINGS, decode=True)
-TASK_REDIS = connect_task_store(SETTINGS)
+STORE = SequenceStore.from_settings(SETTINGS, admin=True)
+SEQUENCE_REDIS = connect(SETTINGS.sequence_redis_url, SETTINGS, decode=True, admin=True)
+TASK_REDIS = connect_task_store(SETTINGS, admin=True)
 SUPERVISORCTL = [
     str(ROOT / ".venv" / "bin" / "supervisorctl"),
     "-c",

@@ -124,10 +124,10 @@ def run_fib(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _sequence_store(settings: Settings) -> SequenceStore:
-    """Open the sequence store of the configured layout."""
+    """Open the sequence store as its admin user (scans and deletes need it)."""
     from fibod.sequences import SequenceStore
 
-    return SequenceStore.from_settings(settings)
+    return SequenceStore.from_settings(settings, admin=bool(settings.redis_admin_password))
 
 
 def run_cache_stats(args: argparse.Namespace, settings: Settings) -> None:
@@ -161,7 +161,7 @@ def run_cache_clear(args: argparse.Namespace, settings: Settings) -> None:
 
     deleted = _sequence_store(settings).clear(reset_counters=args.reset_stats)
     # with no segment left, the next process to start may record another layout
-    agreement.forget_layout(connect_task_store(settings))
+    agreement.forget_layout(connect_task_store(settings, admin=bool(settings.redis_admin_password)))
     extra = " and reset the counters" if args.reset_stats else ""
     print(f"deleted {deleted} keys{extra}")
 

@@ -37,6 +37,18 @@ EX_CONFIG = 78
 #: Exit status with which a gunicorn worker makes its arbiter give up, not respawn.
 GUNICORN_BOOT_ERROR = 3
 
+#: The user the apps log in as, to Redis (fibod:* keys, no dangerous or admin
+#: command) and to Kafka (fibod.* topics, fibod-* groups).
+APP_USER = "fibod"
+#: The Kafka user with every right: the brokers' own traffic, topic set-up,
+#: tests.
+ADMIN_USER = "fibod-admin"
+#: The Redis user with every right (replication, Sentinel, the CLI's cache
+#: commands, health checks, tests) is Redis's default user, with a password:
+#: Redis 7.0 replays its append-only file as the default user, and with that
+#: user off it drops every MULTI/EXEC of the file on a restart (NOPERM).
+REDIS_ADMIN_USER = "default"
+
 #: Who reads a setting: the Python processes, the stack's configs, or scripts.
 APP, STACK, SCRIPT = "app", "stack", "script"
 
@@ -167,6 +179,20 @@ class Settings:
     vip_port: int = setting(
         8003, "gunicorn running the VIP app", scope=STACK, minimum=1, maximum=65535
     )
+    monitor_port: int = setting(
+        8004,
+        "gunicorn running the monitor app (/metrics, /readyz, the dashboard's data)",
+        scope=STACK,
+        minimum=1,
+        maximum=65535,
+    )
+    worker_metrics_port: int = setting(
+        8010,
+        "worker N serves /metrics, /healthz, /readyz on this port + N",
+        scope=STACK,
+        minimum=1,
+        maximum=65535,
+    )
     task_redis_port: int = setting(
         6391, "Redis #1, the task store", scope=STACK, minimum=1, maximum=65535
     )
@@ -204,10 +230,33 @@ class Settings:
     # --- Secrets (written at random on the first `make up`) -----------------------
     redis_password: str = setting(
         "",
-        "password of both Redis servers (random, 48 hex digits)",
+        "password of the Redis user `fibod` the apps log in as (random, 48 hex digits)",
         pattern=_SECRET,
         secret=True,
     )
+    kafka_password: str = setting(
+        "",
+        "password of the Kafka user `fibod` the apps log in as (SASL/SCRAM)",
+        pattern=_SECRET,
+        secret=True,
+    )
+    kafka_admin_password: str = setting(
+        "",
+        "password of the Kafka user `fibod-admin` (brokers, topic set-up, tests); "
+        "never given to the apps",
+        scope=STACK,
+        pattern=_SECRET,
+        secret=True,
+    )
+    redis_admin_password: str = setting(
+        "",
+        "password of the Redis user `fibod-admin` (CLI cache commands, health checks, "
+        "replication); never given to the apps",
+        scope=STACK,
+        pattern=_SECRET,
+        secret=True,
+    )
+
     vip_api_keys: str = setting(
         "",
         "API keys of the VIP path, comma-separated; empty switches it off (403)",
@@ -296,6 +345,19 @@ class Settings:
     vip_threads: int = setting(4, "threads per VIP process", scope=STACK, minimum=1, maximum=1024)
     log_level: str = setting(
         "INFO", "log level of every fibod process", pattern=r"DEBUG|INFO|WARNING|ERROR|CRITICAL"
+    )
+    log_format: str = setting(
+        "text",
+        "log lines of every fibod process and nginx's access log: readable text, or one JSON "
+        "object per line",
+        pattern=r"text|json",
+    )
+    monitor_allow: str = setting(
+        "127.0.0.0/8",
+        "nginx: client addresses (CIDR, comma-separated, or `all`) allowed to /metrics, "
+        "/healthz, /readyz and the dashboard",
+        scope=STACK,
+        pattern=r"all|[0-9a-f.:/]+(,[0-9a-f.:/]+)*",
     )
     # --- nginx limits ---------------------------------------------------------
     rate_limit: str = setting(
@@ -468,6 +530,13 @@ class Settings:
         pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
         derive=lambda s: f"{s['listen_address']}:{s['vip_port']}",
     )
+    monitor_upstreams: str = setting(
+        "",
+        "nginx: monitor app servers host:port,... (derived: LISTEN_ADDRESS:MONITOR_PORT)",
+        scope=STACK,
+        pattern=r"[^\s,]+:[0-9]+(,[^\s,]+:[0-9]+)*",
+        derive=lambda s: f"{s['listen_address']}:{s['monitor_port']}",
+    )
     # --- Scripts, tests and benchmarks ------------------------------------------
     up_wait_s: int = setting(
         90,
@@ -581,6 +650,17 @@ def load(environ: Mapping[str, str] | None = None, env_file: StrPath | None = No
         raise SettingsError(str(exc)) from None
 
 
+def withheld_from_apps() -> list[str]:
+    """Name the secrets the apps never get (stack secrets: admin passwords).
+
+    The scripts that start supervisord leave them out of its environment,
+    which every program inherits.
+    """
+    return [
+        env_name(n) for n, (_d, _k, spec) in specs().items() if spec.secret and spec.scope != APP
+    ]
+
+
 def discover_env_file(environ: Mapping[str, str], explicit: str | None = None) -> str | None:
     """Pick the env file a command reads: --env-file, FIBOD_ENV_FILE, or the checkout's.
 
@@ -671,6 +751,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--markdown"]:
         sys.stdout.write(markdown_table())
+        return 0
+    if args == ["--withheld"]:
+        print("\n".join(withheld_from_apps()))
         return 0
     if len(args) == 2 and args[0] == "--update-doc":
         with open(args[1]) as doc:

@@ -19,18 +19,21 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 import falcon
 
-from fibod import agreement, keys, lengths
+from fibod import agreement, health, keys, lengths
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, SettingsError, startup_settings
+from fibod.counters import Tally
 from fibod.errors import ExpiredError, InputError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.ids import parse_task_id
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
+from fibod.observe import Observed, observed_app
 from fibod.offsets import STATUS_BYTES, Piece, ResultBody
 from fibod.params import parse_format, parse_wait, query_params, single
 from fibod.protocol import (
@@ -194,6 +197,7 @@ class FetchResource:
         kernel = get_kernel()
         pieces = list(body.pieces(first, last))
         pending: Future[bytes | None] | None = None
+        streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
             if first < STATUS_BYTES:
                 yield READY
@@ -206,10 +210,13 @@ class FetchResource:
                 if i + 1 < len(pieces):  # read the next one while this one renders
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
                 segment, header = self._usable(piece.j, stored, kernel)
-                yield self._render(piece, segment, header, body.fmt, kernel)
+                sent = self._render(piece, segment, header, body.fmt, kernel)
+                yield sent
+                streamed.add(len(sent))
         finally:
             if pending is not None:
                 pending.cancel()
+            streamed.flush()
             release_free_memory()  # a finished stream leaves no peak RSS behind
 
     @staticmethod
@@ -266,9 +273,9 @@ class FetchResource:
         segment = encode_segment(start, count, kernel)
         return segment, read_header(segment)
 
-    def _note(self, counter: str) -> None:
+    def _note(self, counter: str, amount: int = 1) -> None:
         with contextlib.suppress(UnavailableError):  # a counter is not worth a failed stream
-            self._sequences.count(**{counter: 1})
+            self._sequences.count(**{counter: amount})
 
     def _discard(self, j: int, segment: bytes) -> None:
         try:
@@ -305,8 +312,12 @@ def create_app(
     return app
 
 
-def get_app() -> falcon.App:
-    """Build the fetch app on the real stores and Kafka (gunicorn)."""
+def get_app() -> Observed:
+    """Build the fetch app on the real stores and Kafka (gunicorn).
+
+    Ready when the task store answers: without the sequence store a fetch
+    still streams, computing what it cannot read.
+    """
     from fibod.sequences import SequenceStore
     from fibod.tasks import TaskStore
 
@@ -319,4 +330,5 @@ def get_app() -> falcon.App:
         raise SystemExit(GUNICORN_BOOT_ERROR) from None
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    return create_app(settings, tasks, sequences)
+    app = create_app(settings, tasks, sequences)
+    return observed_app(app, "fetch", settings, (health.TASK_STORE,))

@@ -29,6 +29,16 @@ STATS_KEY = PREFIX + "stats"
 #: The segment layout every process must share, in the task store: fibod/agreement.py.
 LAYOUT_KEY = PREFIX + "layout"
 
+#: Queued and running tasks (a sorted set scored by creation ms): fibod/task_index.py.
+LIVE_KEY = PREFIX + "live"
+#: The newest tasks of any state (a sorted set scored by creation ms, trimmed).
+RECENT_KEY = PREFIX + "recent"
+#: Counters per time bucket (hashes fibod:rate:<bucket start s>), for throughput charts.
+RATE_PREFIX = PREFIX + "rate:"
+#: Live workers (a sorted set scored by last heartbeat ms) and each one's status hash.
+WORKERS_KEY = PREFIX + "workers"
+WORKER_PREFIX = PREFIX + "worker:"
+
 #: Counter fields of STATS_KEY.
 STAT_SEGMENTS_COMPUTED = "segments_computed"
 STAT_SEGMENTS_REUSED = "segments_reused"
@@ -38,6 +48,10 @@ STAT_TASKS_COMPLETED = "tasks_completed"
 STAT_SEGMENTS_REGENERATED = "segments_regenerated"
 #: Segments a fetch found damaged, deleted and computed again.
 STAT_SEGMENTS_REPAIRED = "segments_repaired"
+#: Tasks a worker marked failed.
+STAT_TASKS_FAILED = "tasks_failed"
+#: Bytes of sequence (status byte excluded) the fetch app streamed.
+STAT_BYTES_STREAMED = "bytes_streamed"
 STAT_FIELDS = (
     STAT_SEGMENTS_COMPUTED,
     STAT_SEGMENTS_REUSED,
@@ -45,6 +59,8 @@ STAT_FIELDS = (
     STAT_TASKS_COMPLETED,
     STAT_SEGMENTS_REGENERATED,
     STAT_SEGMENTS_REPAIRED,
+    STAT_TASKS_FAILED,
+    STAT_BYTES_STREAMED,
 )
 
 
@@ -96,3 +112,13 @@ def _parse(prefix: str, key: str | bytes) -> tuple[int, int] | None:
     if not (size.isdigit() and j.isdigit()):
         return None
     return int(size), int(j)
+
+
+def rate_key(bucket_s: int) -> str:
+    """Name the counters of the time bucket starting at bucket_s (epoch seconds)."""
+    return f"{RATE_PREFIX}{bucket_s}"
+
+
+def worker_key(worker_id: str) -> str:
+    """Name the status hash of one worker."""
+    return WORKER_PREFIX + worker_id

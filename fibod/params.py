@@ -80,3 +80,12 @@ def parse_format(text: str | None) -> str:
     if text not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}, got {text[:40]!r}")
     return text
+
+
+def parse_bounded(name: str, text: str | None, default: int, maximum: int) -> int:
+    """Accept an optional non-negative integer parameter up to maximum (absent: default)."""
+    if text is None:
+        return default
+    if not _ASCII_DIGITS.fullmatch(text) or len(text) > len(str(maximum)) or int(text) > maximum:
+        raise InputError(f"{name} must be an integer from 0 to {maximum}, got {text[:40]!r}")
+    return int(text)

@@ -25,7 +25,7 @@ class SegmentStore(Protocol):
 
     def claim(self, j: int, owner: str, lease_ms: int) -> bool: ...
 
-    def store_and_release(self, j: int, segment: bytes) -> bool: ...
+    def store(self, j: int, segment: bytes) -> bool: ...
 
     def count(self, **deltas: int) -> None: ...
 
@@ -96,7 +96,7 @@ class SegmentBuilder:
         if not self._store.claim(j, self._owner, self._lease_ms):
             return False
         segment = self._encode(*self._store.layout.bounds(j))
-        stored = self._store.store_and_release(j, segment)
+        stored = self._store.store(j, segment)
         self.tally[keys.STAT_SEGMENTS_COMPUTED if stored else keys.STAT_SEGMENTS_DUPLICATE] += 1
         return True
 

@@ -28,6 +28,10 @@ TASKS_PATH = "/myapp/tasks"
 VIP_PATH = "/myapp/vip/fibo"
 #: The API description.
 OPENAPI_PATH = "/openapi.yaml"
+#: The monitor app's JSON for the dashboard (served at /myapp/ by nginx).
+MONITOR_PREFIX = "/myapp/monitor/"
+MONITOR_OVERVIEW_PATH = MONITOR_PREFIX + "overview"
+MONITOR_TASKS_PATH = MONITOR_PREFIX + "tasks"
 
 #: Text formats and the separator after each number; `fibod seq --format`
 #: offers the same names as `format=` of the HTTP API.

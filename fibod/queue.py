@@ -1,10 +1,12 @@
 """Kafka setup in one place: message format, producer and consumer config.
 
 Messages are small JSON objects: {"v": 1, "kind": "task"|"help", "id":
-<task id>, "sn": <int>, "start": <int>}; "start" (the first index, added
-later) is read as 0 when absent, so older messages still decode. A
-"task" message makes its consumer the task's owner; "help" messages
-ask other workers to compute missing segments of the same task. Producers are idempotent (acks=all).
+<task id>, "sn": <int>}, then "start": the first index of the run (read as 0
+when absent), and "rid": the request id nginx gave the submit (optional:
+older messages lack both, and readers ignore what they do not know), so a
+worker's log lines name the request. A "task" message makes its consumer
+the task's owner; "help" messages ask other workers to compute missing
+segments of the same task. Producers are idempotent (acks=all).
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from typing import Any, Protocol, TypeGuard
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from fibod.config import Settings
+from fibod.config import ADMIN_USER, APP_USER, Settings
 from fibod.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
+#: How clients log in to the brokers (ops/kafka/server.properties.in).
+SASL_MECHANISM = "SCRAM-SHA-512"
 MESSAGE_VERSION = 1
 KIND_TASK = "task"
 KIND_HELP = "help"
 _KINDS = (KIND_TASK, KIND_HELP)
+#: Longest request id kept from a message (nginx's are 32 hex digits).
+REQUEST_ID_MAX = 64
 #: Seconds the background thread blocks in producer.poll() per round.
 _POLL_S = 0.1
 
@@ -37,18 +43,22 @@ class QueueMessage:
     kind: str
     task_id: str
     sn: int
+    #: nginx's X-Request-ID of the submit that made the task, if known.
+    request_id: str | None = None
     #: First index of the run: the task asks for F(start)..F(start+sn-1).
     start: int = 0
 
     def encode(self) -> bytes:
         """Serialise as compact JSON."""
-        body = {
+        body: dict[str, object] = {
             "v": MESSAGE_VERSION,
             "kind": self.kind,
             "id": self.task_id,
             "sn": self.sn,
             "start": self.start,
         }
+        if self.request_id:
+            body["rid"] = self.request_id
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -66,17 +76,39 @@ class QueueMessage:
             raise ValueError(f"bad kind or id: {body!r:.200}")
         if not _natural(sn) or not _natural(start):
             raise ValueError(f"bad sn or start: {body!r:.200}")
-        return cls(kind, task_id, sn, start)
+        rid = body.get("rid")
+        request_id = rid[:REQUEST_ID_MAX] if isinstance(rid, str) else None
+        return cls(kind, task_id, sn, request_id, start)
 
 
 def _natural(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def client_config(settings: Settings, admin: bool = False) -> dict[str, Any]:
+    """Where the brokers are, and how to log in (SASL/SCRAM, as the apps' user or the admin).
+
+    Without a password (unit tests' settings) the client does not log in.
+    """
+    user, password = (
+        (ADMIN_USER, settings.kafka_admin_password)
+        if admin
+        else (APP_USER, settings.kafka_password)
+    )
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap}
+    if password:
+        config |= {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": SASL_MECHANISM,
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+    return config
+
+
 def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Configure an idempotent, low-latency producer."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return client_config(settings) | {
         "client.id": client_id,
         "enable.idempotence": True,  # implies acks=all, no duplicates on retry
         "acks": "all",
@@ -88,8 +120,7 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
 
 def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
     """Configure an at-least-once consumer of the worker group."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    return client_config(settings) | {
         "group.id": settings.worker_group,
         "client.id": client_id,
         "enable.auto.commit": False,  # commit after the work is stored and marked

@@ -18,11 +18,11 @@ from typing import ParamSpec, TypeVar
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import OutOfMemoryError, RedisClusterException
+from redis.exceptions import NoPermissionError, OutOfMemoryError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from fibod.config import Settings
+from fibod.config import APP_USER, REDIS_ADMIN_USER, Settings
 from fibod.errors import StoreAuthError, UnavailableError
 
 P = ParamSpec("P")
@@ -35,10 +35,20 @@ CLUSTER_RETRIES = 3
 RedisClient = redis.Redis | RedisCluster
 
 
-def _client_options(settings: Settings) -> dict[str, object]:
-    """Options every client shares: the password and bounded timeouts."""
+def _client_options(settings: Settings, admin: bool = False) -> dict[str, object]:
+    """Options every client shares: the user, its password and bounded timeouts.
+
+    The apps log in as APP_USER; `admin` (the CLI's cache commands, health
+    checks, tests) as REDIS_ADMIN_USER, whose password the apps never get. No
+    password at all logs in as Redis's default user.
+    """
+    if admin:
+        user, password = REDIS_ADMIN_USER, settings.redis_admin_password
+    else:
+        user, password = APP_USER, settings.redis_password
     return {
-        "password": settings.redis_password or None,
+        "username": user if password else None,
+        "password": password or None,
         "socket_timeout": settings.redis_timeout_s,
         "socket_connect_timeout": settings.redis_timeout_s,
         "socket_keepalive": True,
@@ -54,25 +64,26 @@ def host_ports(text: str) -> list[tuple[str, int]]:
     return pairs
 
 
-def connect(url: str, settings: Settings, *, decode: bool) -> redis.Redis:
+def connect(url: str, settings: Settings, *, decode: bool, admin: bool = False) -> redis.Redis:
     """Open a pooled, thread-safe client of one server."""
     return redis.Redis.from_url(  # type: ignore[call-overload]  # decode is chosen at run time
         url,
         decode_responses=decode,
         health_check_interval=30,
         retry_on_timeout=False,
-        **_client_options(settings),
+        **_client_options(settings, admin),
     )
 
 
-def connect_task_store(settings: Settings) -> redis.Redis:
+def connect_task_store(settings: Settings, admin: bool = False) -> redis.Redis:
     """Open the task store: its primary, found by the Sentinels when there are some."""
     if not settings.task_redis_sentinels:
-        return connect(settings.task_redis_url, settings, decode=True)
-    options = _client_options(settings)
+        return connect(settings.task_redis_url, settings, decode=True, admin=admin)
+    options = _client_options(settings, admin)
     sentinel = Sentinel(
         host_ports(settings.task_redis_sentinels),
         sentinel_kwargs={
+            "username": options["username"],
             "password": options["password"],
             "socket_timeout": settings.redis_timeout_s,
             "socket_connect_timeout": settings.redis_timeout_s,
@@ -84,10 +95,10 @@ def connect_task_store(settings: Settings) -> redis.Redis:
     )
 
 
-def connect_sequence_store(settings: Settings) -> RedisClient:
+def connect_sequence_store(settings: Settings, admin: bool = False) -> RedisClient:
     """Open the sequence store: one server, or a Redis Cluster from its start-up nodes."""
     if not settings.sequence_redis_cluster:
-        return connect(settings.sequence_redis_url, settings, decode=False)
+        return connect(settings.sequence_redis_url, settings, decode=False, admin=admin)
     nodes = [ClusterNode(host, port) for host, port in host_ports(settings.sequence_redis_cluster)]
     return RedisCluster(
         startup_nodes=nodes,
@@ -95,7 +106,7 @@ def connect_sequence_store(settings: Settings) -> RedisClient:
         # A failover takes a few seconds: retry with the slot map read again
         # rather than fail the first command that meets the dead master.
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), CLUSTER_RETRIES),
-        **_client_options(settings),  # type: ignore[arg-type]
+        **_client_options(settings, admin),  # type: ignore[arg-type]
     )
 
 
@@ -108,6 +119,11 @@ def unavailable_on_error(what: str) -> Iterator[None]:
         raise StoreAuthError(
             f"{what} refused the password ({exc}): check FIBOD_REDIS_PASSWORD, or point "
             "FIBOD_ENV_FILE / --env-file at the stack's settings (var/conf/fibod.env)"
+        ) from exc
+    except NoPermissionError as exc:
+        raise StoreAuthError(
+            f"{what} refused the command to this Redis user ({exc}): it needs the admin "
+            "user's password (FIBOD_REDIS_ADMIN_PASSWORD, in var/conf/fibod.env)"
         ) from exc
     except OutOfMemoryError as exc:
         raise UnavailableError(

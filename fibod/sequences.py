@@ -67,12 +67,16 @@ class SequenceStore:
     """Read, write and claim segments of one layout in Redis #2."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SequenceStore:
-        """Open the configured sequence store (Redis #2) and its layout."""
+    def from_settings(cls, settings: Settings, admin: bool = False) -> SequenceStore:
+        """Open the configured sequence store (Redis #2) and its layout.
+
+        `admin` logs in as the admin user, which scanning and clearing the
+        whole store (the CLI's cache commands) need.
+        """
         return cls(
-            connect_sequence_store(settings),
+            connect_sequence_store(settings, admin),
             SegmentLayout(settings.segment_bytes),
-            Counters(connect_task_store(settings)),
+            Counters(connect_task_store(settings, admin)),
         )
 
     def __init__(self, client: RedisClient, layout: SegmentLayout, counters: Counters) -> None:
@@ -114,19 +118,16 @@ class SequenceStore:
         return bool(self._redis.set(key, owner, nx=True, px=lease_ms))
 
     @store_call(_STORE)
-    def store_and_release(self, j: int, segment: bytes) -> bool:
-        """Store segment j unless present and drop its claim, in one round trip.
+    def store(self, j: int, segment: bytes) -> bool:
+        """Store segment j unless present (SET NX); True if this call wrote it.
 
-        True if this call wrote it. The claim is dropped whoever holds it:
-        one only outlives its lease when its holder stalled, and the
-        segment is stored now; a duplicate computation costs CPU, never
-        a wrong byte (segments are deterministic and written with SET NX).
+        Its claim is left to expire (FIBOD_CLAIM_LEASE_MS): while it lives,
+        a worker of another task that listed j as missing before it was
+        stored finds it claimed instead of computing it again, and learns it
+        is stored when it next looks at the store. A duplicate computation
+        costs CPU, never a wrong byte (segments are deterministic).
         """
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key(j), segment, nx=True)
-            pipe.delete(keys.claim_key(self.layout.segment_bytes, j))
-            wrote, _ = pipe.execute()
-        return bool(wrote)
+        return bool(self._redis.set(self.key(j), segment, nx=True))
 
     def count(self, **deltas: int) -> None:
         """Add to the counters (kept in the task store: fibod/counters.py)."""
@@ -176,7 +177,7 @@ class SequenceStore:
         client = self._redis
         if isinstance(client, RedisCluster):
             return [
-                _node_stats(
+                node_stats_from_info(
                     f"{node.host}:{node.port}",
                     client.info(target_nodes=node),
                     client.dbsize(target_nodes=node),
@@ -185,7 +186,7 @@ class SequenceStore:
             ]
         kwargs = client.connection_pool.connection_kwargs
         address = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-        return [_node_stats(address, client.info(), client.dbsize())]
+        return [node_stats_from_info(address, client.info(), client.dbsize())]
 
     @store_call(_STORE)
     def clear(self, reset_counters: bool = False) -> int:
@@ -210,7 +211,8 @@ class SequenceStore:
         return deleted
 
 
-def _node_stats(address: str, info: dict[str, Any], keys_held: int) -> NodeStats:
+def node_stats_from_info(address: str, info: dict[str, Any], keys_held: int) -> NodeStats:
+    """Pick a server's memory, eviction and key figures out of its INFO."""
     return NodeStats(
         address=address,
         keys=int(keys_held),

@@ -6,7 +6,8 @@ since the epoch) and error. Ready, failed and cancelled tasks expire
 after `task_ttl_s`; queued and running ones do not. Ids carry their
 creation time and a MAC (fibod/ids.py), so an absent id can be told
 "expired" from "unknown". The sorted set fibod:tasks indexes ids by
-time for listing, newest first.
+time for listing, newest first; fibod:live (queued and running) and
+fibod:recent (the newest) index them for the monitor: fibod/task_index.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from fibod.taskmodel import (
     now_ms,
 )
 
+#: Newest tasks the index keeps for the dashboard's list (older ones drop out).
+RECENT_TASKS = 10_000
 _STORE = "task store"
 #: Ids read from the index per round trip when listing, and at most per page.
 LIST_BATCH = 100
@@ -110,6 +113,21 @@ return state
 """
 
 
+def add_to_index(pipe: redis.client.Pipeline, task: Task) -> None:
+    """Queue the index writes of a new task (fibod/task_index.py reads them)."""
+    created = task.created or 0
+    if task.state is not TaskState.READY:
+        pipe.zadd(keys.LIVE_KEY, {task.id: created})
+    pipe.zadd(keys.RECENT_KEY, {task.id: created})
+    pipe.zremrangebyrank(keys.RECENT_KEY, 0, -RECENT_TASKS - 1)
+
+
+def remove_from_index(pipe: redis.client.Pipeline, task_id: str) -> None:
+    """Queue the removal of a deleted task from the index."""
+    pipe.zrem(keys.LIVE_KEY, task_id)
+    pipe.zrem(keys.RECENT_KEY, task_id)
+
+
 class TaskStore:
     """Create, read and move tasks between states in Redis #1."""
 
@@ -160,6 +178,7 @@ class TaskStore:
             pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
                 pipe.expire(keys.task_key(task.id), self.ttl_s)
+            add_to_index(pipe, task)
             pipe.zadd(keys.TASK_INDEX_KEY, {task.id: 0})
             # entries older than the TTL leave the index (their tasks have
             # expired, or run longer than a TTL and are reached by id only)
@@ -191,6 +210,7 @@ class TaskStore:
         """Remove a task (its queue message could not be produced)."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.task_key(task_id))
+            remove_from_index(pipe, task_id)
             pipe.zrem(keys.TASK_INDEX_KEY, task_id)
             pipe.execute()
 
@@ -204,7 +224,12 @@ class TaskStore:
         if not before:
             raise absent_task_error(task_id, self.ttl_s, self._clock(), self._key)
         cancel_outcome(task_id, TaskState(before))
+        self._leave_live(task_id)
         return self.lookup(task_id)
+
+    @store_call(_STORE)
+    def _leave_live(self, task_id: str) -> None:
+        self._redis.zrem(keys.LIVE_KEY, task_id)
 
     @store_call(_STORE)
     def _cancel_task(self, task_id: str) -> str:
@@ -296,7 +321,10 @@ class TaskStore:
             args += [name, value]
         with self._redis.pipeline(transaction=False) as pipe:
             self._finish(keys=[keys.task_key(task_id)], args=args, client=pipe)
-            return bool(self._durably(pipe)[0])
+            finished = bool(self._durably(pipe)[0])
+        if finished:  # only now: a refused finish leaves a task that is still live
+            self._redis.zrem(keys.LIVE_KEY, task_id)
+        return finished
 
     def _durably(self, pipe: redis.client.Pipeline) -> list[Any]:
         """Run the pipeline's writes; with replicas asked for, wait until they have them.

@@ -67,10 +67,8 @@ class MemorySequenceStore:
         self.claims[j] = owner
         return True
 
-    def store_and_release(self, j: int, segment: bytes) -> bool:
-        wrote = self.put(j, segment)
-        self.claims.pop(j, None)
-        return wrote
+    def store(self, j: int, segment: bytes) -> bool:
+        return self.put(j, segment)
 
     def count(self, **deltas: int) -> None:
         self.counters.update(deltas)
@@ -269,10 +267,13 @@ class ScriptedConsumer:
         self,
         topics: list[str],
         *,
+        on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
     ) -> None:
         self._on_revoke = on_revoke
+        if on_assign is not None:  # the group hands out the scripted partitions at once
+            on_assign(self, [TopicPartition(self.topic, p) for p in self.partitions])
 
     def poll(self, timeout: float = -1) -> Message | None:
         if self.paused:

@@ -22,6 +22,7 @@ from fibod.errors import ForbiddenError, InputError, UnauthorizedError, Unavaila
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
+from fibod.observe import Observed, observed_app
 from fibod.params import parse_format, parse_sn, query_params, single
 from fibod.protocol import FORMATS, READY, VIP_PATH, set_stream_headers
 
@@ -136,10 +137,10 @@ def create_app(settings: Settings, kernel: Kernel | None = None) -> falcon.App:
     return app
 
 
-def get_app() -> falcon.App:
-    """Build the VIP app from the environment (gunicorn)."""
+def get_app() -> Observed:
+    """Build the VIP app from the environment (gunicorn); it depends on no store."""
     settings = startup_settings("vip", GUNICORN_BOOT_ERROR)
     configure_logging(settings)
     if not parse_api_keys(settings.vip_api_keys):
         log.warning("FIBOD_VIP_API_KEYS is empty: every VIP request gets 403")
-    return create_app(settings)
+    return observed_app(create_app(settings), "vip", settings, ())

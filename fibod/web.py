@@ -15,10 +15,12 @@ from typing import Any, Protocol
 
 import falcon
 
+from fibod import health
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, startup_settings
 from fibod.errors import UnavailableError
 from fibod.httputil import TEXT, install_error_handlers, wants_json
-from fibod.logs import configure_logging
+from fibod.logs import configure_logging, request_id
+from fibod.observe import Observed, observed_app
 from fibod.openapi import openapi_yaml
 from fibod.params import parse_from, parse_sn, query_params, single
 from fibod.protocol import OPENAPI_PATH, SUBMIT_PATH, task_links
@@ -63,7 +65,9 @@ class SubmitResource:
         task = self._tasks.create(sn, start)
         if task.state is not TaskState.READY:  # sn=0 is ready at creation
             try:
-                self._publisher.publish(QueueMessage(KIND_TASK, task.id, sn, start))
+                message = QueueMessage(KIND_TASK, task.id, sn, request_id.get(), start)
+                self._publisher.publish(message)
+                log.info("task %s queued: sn=%d from %d", task.id, sn, start)
             except UnavailableError:
                 self._forget(task.id)
                 raise
@@ -102,7 +106,7 @@ def create_app(settings: Settings, tasks: TaskCreator, publisher: Publisher) -> 
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> Observed:
     """Build the submit app on the real task store and Kafka (gunicorn)."""
     from fibod.queue import TaskPublisher
     from fibod.tasks import TaskStore
@@ -111,4 +115,5 @@ def get_app() -> falcon.App:
     configure_logging(settings)
     tasks = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-submit-{os.getpid()}")
-    return create_app(settings, tasks, publisher)
+    app = create_app(settings, tasks, publisher)
+    return observed_app(app, "submit", settings, (health.TASK_STORE, health.KAFKA))

@@ -45,16 +45,18 @@ from typing import Any, Literal, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from fibod import agreement, keys, lengths, planner
+from fibod import agreement, keys, lengths, logs, metrics, planner
 from fibod.affinity import pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consumer_config
 from fibod.redis_client import connect_task_store
+from fibod.segments import encode_segment
 from fibod.sequences import SequenceStore
-from fibod.taskmodel import FINAL_STATES, Task, TaskState
+from fibod.taskmodel import FINAL_STATES, Task, TaskState, now_ms
 from fibod.tasks import TaskStore
+from fibod.worker_view import operator_view
 from fibod.worklist import WorkList
 
 log = logging.getLogger("fibod.worker")
@@ -91,6 +93,7 @@ class TaskConsumer(Protocol):
         self,
         topics: list[str],
         *,
+        on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
     ) -> None: ...
@@ -171,6 +174,7 @@ class Worker:
         work: WorkQueue,
         owner_id: str,
         sleep: Callable[[float], None] = time.sleep,
+        name: str = "worker-0",
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -180,7 +184,11 @@ class Worker:
         self.layout = sequences.layout
         self.owner_id = owner_id
         self.work = work
-        self.builder = planner.SegmentBuilder(sequences, owner_id, settings.claim_lease_ms)
+        #: The supervisor process name (worker-N): the label of this worker's metrics.
+        self.name = name
+        self.builder = planner.SegmentBuilder(
+            sequences, owner_id, settings.claim_lease_ms, encode=self._encode_timed
+        )
         self._last_progress = 0.0
         self.stopping = False
         self._unit: TopicPartition | None = None
@@ -190,6 +198,12 @@ class Worker:
         self._sleep = sleep
         #: Units in a row that met an unavailable store or broker.
         self._failures = 0
+        #: What the roster and /readyz show: partitions held, the unit in hand.
+        self.assigned: set[int] = set()
+        self.assignment_received = False
+        self.current: QueueMessage | None = None
+        self.current_since = now_ms()
+        self.units_done = 0
 
     def request_stop(self) -> None:
         """Ask the loop to drain: give up the unit, leave the group, exit."""
@@ -198,7 +212,10 @@ class Worker:
     def run(self) -> None:
         """Consume until asked to stop, then leave the group cleanly."""
         self.consumer.subscribe(
-            [self.settings.task_topic], on_revoke=self._on_revoke, on_lost=self._on_revoke
+            [self.settings.task_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         log.info("worker %s consuming %s", self.owner_id, self.settings.task_topic)
         try:
@@ -221,25 +238,53 @@ class Worker:
         """Run one message's unit; commit it only if the unit finished."""
         self._unit = _partition_of(msg)
         self._revoked = False
+        outcome, kind = "done", "malformed"
         try:
             try:
                 message = QueueMessage.decode(msg.value())
             except ValueError as exc:
                 log.error("skipping malformed message at %s: %s", _where(msg), exc)
             else:
+                kind = message.kind
+                self._begin(message)
                 self._run_unit(message, msg)
             self._commit(msg)
             self._failures = 0
         except Abandoned as exc:
+            outcome = "abandoned"
             log.info("abandoned %s uncommitted: %s", _where(msg), exc)
         except UnavailableError as exc:
             # not the task's fault (a store full or down, the broker away):
             # the message is read again after a back-off, never failed
+            outcome = "retried"
             self._rewind(msg)
             self._back_off(f"{_where(msg)}: {exc}")
         finally:
             self._unit = None
+            self._end(kind, outcome)
             self._resume()
+
+    def _begin(self, message: QueueMessage) -> None:
+        """Show the unit in hand: in the roster, the metrics and every log line."""
+        self.current, self.current_since = message, now_ms()
+        logs.request_id.set(message.request_id)
+        logs.task_id.set(message.task_id)
+        metrics.WORKER_BUSY.labels(self.name).set(1)
+
+    def _end(self, kind: str, outcome: str) -> None:
+        metrics.WORKER_UNITS.labels(self.name, kind, outcome).inc()
+        metrics.WORKER_BUSY.labels(self.name).set(0)
+        if outcome == "done":
+            self.units_done += 1
+        self.current, self.current_since = None, now_ms()
+        logs.request_id.set(None)
+        logs.task_id.set(None)
+
+    def _encode_timed(self, start: int, count: int) -> bytes:
+        began = time.perf_counter()
+        segment = encode_segment(start, count)
+        metrics.WORKER_SEGMENT_SECONDS.labels(self.name).observe(time.perf_counter() - began)
+        return segment
 
     def _back_off(self, reason: str) -> None:
         """Wait before retrying, longer after each failure in a row; say so."""
@@ -263,8 +308,7 @@ class Worker:
         except Exception as exc:  # a bug or bad data: fail the task, do not loop on it
             log.exception("unit %s failed", message)
             if message.kind == KIND_TASK:
-                error = f"{type(exc).__name__}: {exc}"
-                self.tasks.mark_failed(message.task_id, error, owner=self.owner_id)
+                self._fail(message.task_id, f"{type(exc).__name__}: {exc}")
 
     def run_task(self, message: QueueMessage) -> None:
         """Own a task: get all its segments stored, then mark it ready."""
@@ -273,8 +317,8 @@ class Worker:
             log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
             return
         if (task.sn, task.start) != (message.sn, message.start) or not self._within_limits(task):
-            error = f"invalid task: sn {message.sn} from {message.start} (stored {task.sn})"
-            self.tasks.mark_failed(task.id, error, owner=self.owner_id)
+            stored = f"stored {task.sn} from {task.start}"
+            self._fail(task.id, f"invalid task: sn {message.sn} from {message.start} ({stored})")
             return
         self.tasks.mark_running(task.id, self.owner_id)
         sn, start = task.sn, task.start
@@ -303,6 +347,10 @@ class Worker:
             # another worker took the task over (this one was cut off or too
             # slow) or finished it: its state is theirs to write, not ours
             log.warning("task %s: built here, but no longer ours to mark ready", task.id)
+
+    def _fail(self, task_id: str, error: str) -> None:
+        if self.tasks.mark_failed(task_id, error, owner=self.owner_id):
+            self.sequences.count(**{keys.STAT_TASKS_FAILED: 1})
 
     def run_help(self, message: QueueMessage) -> None:
         """Compute segments of someone else's task, taken from its work list.
@@ -386,7 +434,9 @@ class Worker:
             own = [tp.partition for tp in self.consumer.assignment()]
         except KafkaException as exc:
             raise UnavailableError(f"task queue: {exc}") from exc
-        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn, message.start)
+        help_msg = QueueMessage(
+            KIND_HELP, message.task_id, message.sn, message.request_id, message.start
+        )
         for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
             self.publisher.publish_nowait(help_msg, partition)
 
@@ -421,7 +471,16 @@ class Worker:
             except KafkaException as exc:
                 log.warning("resume failed: %s", exc)
 
+    def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # cooperative rebalancing: these partitions are added to those held
+        self.assigned |= {p.partition for p in partitions}
+        self.assignment_received = True
+        metrics.WORKER_PARTITIONS.labels(self.name).set(len(self.assigned))
+        log.info("assigned partitions %s (now %s)", _numbers(partitions), sorted(self.assigned))
+
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {p.partition for p in partitions}
+        metrics.WORKER_PARTITIONS.labels(self.name).set(len(self.assigned))
         unit = self._unit
         if unit is not None and any(
             (p.topic, p.partition) == (unit.topic, unit.partition) for p in partitions
@@ -461,24 +520,32 @@ def _partition_of(msg: Message) -> TopicPartition:
     return TopicPartition(topic, partition)
 
 
+def _numbers(partitions: list[TopicPartition]) -> list[int]:
+    return sorted(p.partition for p in partitions)
+
+
 def _where(msg: Message) -> str:
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
-def build_worker(settings: Settings) -> Worker:
+def build_worker(settings: Settings, name: str = "worker-0") -> Worker:
     """Wire a worker from settings (the real Kafka and Redis), checking they agree.
 
     Raises SettingsError when the settings disagree with the stack's.
     """
     owner_id = f"{socket.gethostname()}:{os.getpid()}"
     consumer = Consumer(consumer_config(settings, f"fibod-worker-{os.getpid()}"))
-    agreement.check_partitions(consumer, settings)
-    agreement.check_layout(connect_task_store(settings), settings)
+    try:
+        agreement.check_partitions(consumer, settings)
+        agreement.check_layout(connect_task_store(settings), settings)
+    except BaseException:
+        consumer.close()  # now, not at exit, where librdkafka would log after our reason
+        raise
     publisher = TaskPublisher.from_settings(settings, f"fibod-worker-{os.getpid()}")
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
     work = WorkList(connect_task_store(settings))
-    return Worker(settings, consumer, publisher, tasks, sequences, work, owner_id)
+    return Worker(settings, consumer, publisher, tasks, sequences, work, owner_id, name=name)
 
 
 def stop_on_signals(worker: Worker) -> None:
@@ -498,11 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fibod.worker", description=main.__doc__)
     parser.add_argument("--index", type=int, default=0, help="worker number, pins to core N")
     args = parser.parse_args(argv)
+    metrics.reset_multiproc_dir()
     settings = startup_settings("worker", EX_CONFIG)
     configure_logging(settings)
     log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
     try:
-        worker = build_worker(settings)
+        worker = build_worker(settings, f"worker-{args.index}")
     except SettingsError as exc:
         print(f"fibod worker: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -510,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fibod worker: cannot check the settings against the stack: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     stop_on_signals(worker)
-    worker.run()
+    with operator_view(worker, settings, args.index):
+        worker.run()
     return 0
 
 

@@ -53,7 +53,7 @@ from inventory import (
 from render_conf import ConfigError, new_secrets, render_all, write_private
 from supervisor.xmlrpc import SupervisorTransport
 
-from fibod.config import Settings, SettingsError, load
+from fibod.config import Settings, SettingsError, load, withheld_from_apps
 from fibod.envfile import read_env_file
 
 #: The rehearsal's shared secrets: the Redis password, VIP keys, Kafka's cluster id.
@@ -102,14 +102,21 @@ def settings_of(host: Host) -> Settings:
     return load({}, state_dir(host) / "conf" / "fibod.env")
 
 
-def host_environment(host: Host) -> dict[str, str]:
-    """Return the environment of the host's supervisord: its effective settings."""
+def host_environment(host: Host, admin: bool = True) -> dict[str, str]:
+    """Return the host's effective settings as an environment.
+
+    Without `admin` (supervisord's, which every app inherits) the admin
+    secrets are left out.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("FIBOD_", "SUPERVISOR_"))
     }
     env |= read_env_file(state_dir(host) / "conf" / "fibod.env")
+    if not admin:
+        for name in withheld_from_apps():
+            env.pop(name, None)
     env["PATH"] = f"{env.get('PATH', '/usr/bin:/bin')}:{SBIN_PATH}"
     return env
 
@@ -163,7 +170,7 @@ def start_supervisord(inventory: Inventory, host: Host) -> None:
     argv = netns.exec_argv(inventory.namespace(host), [str(SUPERVISORD), "-c", str(SV_CONF)])
     with out.open("w") as sink:
         result = subprocess.run(
-            argv, env=host_environment(host), cwd=ROOT, stdin=subprocess.DEVNULL,
+            argv, env=host_environment(host, admin=False), cwd=ROOT, stdin=subprocess.DEVNULL,
             stdout=sink, stderr=subprocess.STDOUT, timeout=60, check=False,
         )  # fmt: skip
     if result.returncode != 0:
@@ -360,7 +367,7 @@ def wait_redis(inventory: Inventory, password: str, wait_s: float) -> None:
 
 def check_redis_layouts(inventory: Inventory, settings: Settings, wait_s: float) -> None:
     """Make the sequence store's cluster once; check the task store and Sentinels."""
-    password = settings.redis_password
+    password = settings.redis_admin_password
     nodes = redis_addresses(inventory, "sequence-redis")
     try:
         done = redis_topology.ensure_cluster(nodes, password, wait_s)
@@ -398,7 +405,7 @@ def converge(inventory: Inventory) -> int:
     kafka_host = inventory.with_role("kafka")[0]
     settings = settings_of(kafka_host)
     wait_s = settings.up_wait_s
-    wait_redis(inventory, settings.redis_password, wait_s)
+    wait_redis(inventory, settings.redis_admin_password, wait_s)
     check_redis_layouts(inventory, settings, wait_s)
     kafka_logs = [
         state_dir(h) / "log" / name
@@ -523,7 +530,7 @@ def status_lines(inventory: Inventory) -> Iterator[tuple[bool, str]]:
                 port = settings.task_redis_port
                 if role == "sequence-redis":
                     port = settings.sequence_redis_port + int(info["name"].rsplit("-", 1)[1])
-                state += " " + redis_role(f"{host.address}:{port}", settings.redis_password)
+                state += " " + redis_role(f"{host.address}:{port}", settings.redis_admin_password)
             if running and role == "kafka" and host.address == leader:
                 state += " controller"
             yield running, f"{host.name} {role} {host.address} {info['pid'] or '-'} {state}"

@@ -26,9 +26,16 @@ declare -A NEEDS=(
     [zsh]=zsh
     [openjdk-17-jre-headless]=java
     [maven]=mvn
+    # promtool: the tests check the scrape config, the alert rules and real scrapes
+    [prometheus]=/usr/bin/promtool
+    # the dashboard's browser test: headless Chromium driven through its driver
+    [chromium]=/usr/bin/chromium
+    [chromium-driver]=/usr/bin/chromedriver
+    # rotates the logs nginx and Redis write themselves (ops/logrotate.conf.in)
+    [logrotate]=/usr/sbin/logrotate
 )
 # package -> the systemd unit it ships and enables
-declare -A UNITS=([redis-server]=redis-server [nginx]=nginx)
+declare -A UNITS=([redis-server]=redis-server [nginx]=nginx [prometheus]=prometheus)
 
 missing=()
 for package in "${!NEEDS[@]}"; do

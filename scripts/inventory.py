@@ -36,6 +36,7 @@ ROLE_PROGRAMS = {
     "submit": ("submit.conf",),
     "fetch": ("fetch.conf",),
     "vip": ("vip.conf",),
+    "monitor": ("monitor.conf",),
     "worker": ("worker.conf",),
     "kafka": ("kafka.conf",),
     "task-redis": ("task-redis.conf",),
@@ -48,6 +49,7 @@ PROGRAM_ROLES = {
     "submit": "submit",
     "fetch": "fetch",
     "vip": "vip",
+    "monitor": "monitor",
     "worker": "worker",
     "kafka": "kafka",
     "task-redis": "task-redis",
@@ -55,7 +57,7 @@ PROGRAM_ROLES = {
     "sentinel": "sentinel",
 }
 #: Roles whose programs wait (autostart=false) until the stores and the topic are ready.
-APP_ROLES = ("worker", "submit", "fetch", "vip")
+APP_ROLES = ("worker", "submit", "fetch", "vip", "monitor")
 #: Roles a working cluster needs at least once.
 REQUIRED_ROLES = tuple(ROLE_PROGRAMS)
 #: Longest host name: the rehearsal's host-side veth is "vf-<host>" (15 bytes at most).
@@ -234,6 +236,7 @@ def cluster_values(inventory: Inventory, host: Host, base: Settings) -> dict[str
         "FIBOD_SUBMIT_UPSTREAMS": joined(inventory.with_role("submit"), base.submit_port),
         "FIBOD_FETCH_UPSTREAMS": joined(inventory.with_role("fetch"), base.fetch_port),
         "FIBOD_VIP_UPSTREAMS": joined(inventory.with_role("vip"), base.vip_port),
+        "FIBOD_MONITOR_UPSTREAMS": joined(inventory.with_role("monitor"), base.monitor_port),
     }
     if host in kafka:
         values["FIBOD_KAFKA_NODE_ID"] = str(kafka.index(host) + 1)

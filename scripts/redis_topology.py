@@ -20,6 +20,8 @@ from typing import TypeVar
 
 import redis
 
+from fibod.config import REDIS_ADMIN_USER
+
 #: Seconds one Redis command of these checks may take.
 COMMAND_TIMEOUT_S = 3.0
 #: Seconds between two looks while waiting for the layout to settle.
@@ -35,11 +37,12 @@ class TopologyError(RuntimeError):
 
 
 def client(address: str, password: str) -> redis.Redis:
-    """Open a client to host:port with short timeouts."""
+    """Open a client to host:port as the admin user, with short timeouts."""
     host, port = address.rsplit(":", 1)
     c = redis.Redis(
         host=host,
         port=int(port),
+        username=REDIS_ADMIN_USER,
         password=password,
         decode_responses=True,
         socket_timeout=COMMAND_TIMEOUT_S,
@@ -167,7 +170,15 @@ def settled_view(addresses: list[str], password: str) -> list[Node]:
 
 def create_cluster(addresses: list[str], password: str, replicas: int) -> None:
     """Create the cluster with redis-cli (it spreads masters and replicas over hosts)."""
-    argv = ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"]
+    argv = [
+        "redis-cli",
+        "--user",
+        REDIS_ADMIN_USER,
+        "--cluster",
+        "create",
+        *addresses,
+        "--cluster-yes",
+    ]
     result = subprocess.run(
         [*argv, "--cluster-replicas", str(replicas)],
         env=os.environ | {"REDISCLI_AUTH": password},

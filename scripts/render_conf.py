@@ -1,11 +1,12 @@
 """Render the stack's config templates from the one settings model.
 
 Settings come from `fibod.config` (defaults, ranges, docs), then the
-machine's settings file (var/fibod.env, written on the first run with a
-random Redis password, VIP key and id secret), then FIBOD_* variables of the
-environment, which win. Every ${FIBOD_NAME} in a template must be a
-setting (or one of the few template-only values below), or rendering
-fails; so does any setting out of its range, with a one-line reason.
+machine's settings file (var/fibod.env, written on the first run with
+random passwords, a VIP key and an id secret; secrets an older file lacks
+are added to it), then FIBOD_* variables of the environment, which win.
+Every ${FIBOD_NAME} in a template must be a setting (or one of the few
+template-only values below), or rendering fails; so does any setting out
+of its range, with a one-line reason.
 
 Writes <state dir>/conf/<file> for each template, only when its text
 changed, and <state dir>/conf/fibod.env: every effective setting, which
@@ -25,10 +26,12 @@ import re
 import secrets
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fibod.config import Settings, SettingsError, load
+from fibod.config import ADMIN_USER, APP_USER, REDIS_ADMIN_USER, Settings, SettingsError, load
+from fibod.envfile import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The machine's settings: edited by the operator, never by the renderer after creation.
@@ -38,9 +41,11 @@ SETTINGS_FILE = ROOT / "var" / "fibod.env"
 TEMPLATES = {
     ROOT / "ops" / "nginx.conf.in": ("nginx.conf", False),
     ROOT / "ops" / "nginx-streaming.conf.in": ("nginx-streaming.conf", False),
-    ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", False),
+    ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", True),
+    ROOT / "ops" / "kafka" / "users.args.in": ("kafka-users.args", True),
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
     ROOT / "ops" / "redis" / "sequence-store.conf.in": ("sequence-store.conf", True),
+    ROOT / "ops" / "logrotate.conf.in": ("logrotate.conf", False),
 }
 #: Templates of the parts that exist only across hosts, rendered when set up.
 SENTINEL_TEMPLATE = ROOT / "ops" / "redis" / "sentinel.conf.in"
@@ -66,6 +71,7 @@ STATE_DIRS = (
     "nginx/uwsgi",
     "nginx/scgi",
     "static",
+    "metrics",
 )
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -84,19 +90,40 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
     tmp.replace(path)
 
 
-def new_secrets() -> list[str]:
+#: Secrets the stack cannot run without.
+REQUIRED_SECRETS = (
+    "redis_password",
+    "redis_admin_password",
+    "kafka_password",
+    "kafka_admin_password",
+)
+#: Secret settings a settings file gets at random, with what each is for.
+SECRETS = {
+    "FIBOD_REDIS_PASSWORD": "Password of the Redis user the apps log in as (fibod).",
+    "FIBOD_REDIS_ADMIN_PASSWORD": "Password of the Redis admin user (fibod-admin), not the apps'.",
+    "FIBOD_KAFKA_PASSWORD": "Password of the Kafka user the apps log in as (fibod).",
+    "FIBOD_KAFKA_ADMIN_PASSWORD": "Password of the Kafka admin user (fibod-admin), not the apps'.",
+    "FIBOD_VIP_API_KEYS": "API keys of the VIP path (/myapp/vip/fibo), comma-separated; empty=off.",
+    "FIBOD_ID_SECRET": "Key of the MAC in task ids: the same on every API host.",
+}
+
+
+def new_secrets(missing: Iterable[str] = SECRETS) -> list[str]:
     """Return the lines of a settings file that set fresh secrets."""
-    return [
-        "# Password of every Redis server (and Sentinel).",
-        f"FIBOD_REDIS_PASSWORD={secrets.token_hex(24)}",
-        "",
-        "# API keys of the VIP sync path (/myapp/vip/fibo), comma-separated; empty = off.",
-        f"FIBOD_VIP_API_KEYS={secrets.token_hex(24)}",
-        "",
-        "# Key of the MAC in task ids: the same on every API host, or their ids disagree.",
-        f"FIBOD_ID_SECRET={secrets.token_hex(24)}",
-        "",
-    ]
+    lines = []
+    for name in missing:
+        lines += [f"# {SECRETS[name]}", f"{name}={secrets.token_hex(24)}", ""]
+    return lines
+
+
+def add_missing_secrets(path: Path) -> list[str]:
+    """Append the secrets a settings file lacks (one written by an older fibod)."""
+    have = read_env_file(path)
+    missing = [name for name in SECRETS if name not in have]
+    if missing:
+        with path.open("a") as settings_file:
+            settings_file.write("\n" + "\n".join(new_secrets(missing)))
+    return missing
 
 
 def write_new_settings_file(path: Path) -> None:
@@ -119,19 +146,59 @@ def write_new_settings_file(path: Path) -> None:
 def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings:
     """Load the settings; resolve what the stack needs resolved (workers=auto)."""
     settings = load(environ, settings_file)
-    if not settings.redis_password:
-        raise SettingsError(
-            f"FIBOD_REDIS_PASSWORD is empty (delete {settings_file} to get a new one)"
-        )
+    for name in (
+        "redis_password",
+        "redis_admin_password",
+        "kafka_password",
+        "kafka_admin_password",
+    ):
+        if not getattr(settings, name):
+            raise SettingsError(
+                f"FIBOD_{name.upper()} is empty (delete the line from {settings_file} "
+                "to get a new one)"
+            )
     if settings.workers == "auto":
         env = settings.to_env() | {"FIBOD_WORKERS": str(len(os.sched_getaffinity(0)))}
         settings = load(env)
     return settings
 
 
+def redis_acl(settings: Settings) -> str:
+    """The users of every Redis server: the apps' (fibod:* keys, no dangerous
+    or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...; INFO, for the
+    monitor's memory figures) and the admin
+    (the default user, with a password: fibod/config.py says why)."""
+    return "\n".join(
+        [
+            f"user {REDIS_ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {APP_USER} on >{settings.redis_password} resetkeys ~fibod:* resetchannels "
+            "-@all +@read +@write +@keyspace +@string +@hash +@list +@stream +@transaction "
+            "+@scripting +@connection -@dangerous +wait +readonly +info "
+            "+cluster|slots +cluster|shards +cluster|nodes",
+        ]
+    )
+
+
+def sentinel_acl(settings: Settings) -> str:
+    """The users of a Sentinel: the apps may only ask where the primary is."""
+    return "\n".join(
+        [
+            f"user {REDIS_ADMIN_USER} on >{settings.redis_admin_password} ~* &* +@all",
+            f"user {APP_USER} on >{settings.redis_password} -@all +auth +hello +ping "
+            "+client|setname +sentinel|get-master-addr-by-name +sentinel|masters "
+            "+sentinel|master +sentinel|sentinels +sentinel|replicas +sentinel|slaves",
+        ]
+    )
+
+
 def template_values(settings: Settings) -> dict[str, str]:
     """Every setting as FIBOD_<NAME>, plus the template-only values."""
     values = settings.to_env()
+    values["FIBOD_REDIS_ACL"] = redis_acl(settings)
+    values["FIBOD_SENTINEL_ACL"] = sentinel_acl(settings)
+    values["FIBOD_REDIS_ADMIN_USER"] = REDIS_ADMIN_USER
+    values["FIBOD_ADMIN_USER"] = ADMIN_USER
+    values["FIBOD_APP_USER"] = APP_USER
     # Workers of a root master would switch to `nobody`, who may not reach a
     # repo under /root; as another user the directive is moot.
     values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if os.geteuid() == 0 else ""
@@ -140,6 +207,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         ("SUBMIT", settings.submit_upstreams),
         ("FETCH", settings.fetch_upstreams),
         ("VIP", settings.vip_upstreams),
+        ("MONITOR", settings.monitor_upstreams),
     ):
         servers = upstreams.split(",")
         values[f"FIBOD_{app}_SERVERS"] = "\n        ".join(
@@ -148,6 +216,14 @@ def template_values(settings: Settings) -> dict[str, str]:
             for server in servers
         )
         values[f"FIBOD_{app}_TRIES"] = str(len(servers))
+    # The operators' pages: who may see them, where the dashboard's files are.
+    if settings.monitor_allow == "all":
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = "allow all;"
+    else:
+        allowed = " ".join(f"allow {cidr};" for cidr in settings.monitor_allow.split(","))
+        values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = f"{allowed} deny all;"
+    values["FIBOD_DASHBOARD_DIR"] = str(ROOT / "ops" / "dashboard")
+    values["FIBOD_ACCESS_LOG_FORMAT"] = "fibod_json" if settings.log_format == "json" else "fibod"
     # Redis: a task-store replica follows its primary; Sentinels watch the primary.
     replica_of = settings.task_redis_replica_of.replace(":", " ")
     values["FIBOD_TASK_REDIS_REPLICAOF_DIRECTIVE"] = f"replicaof {replica_of}" if replica_of else ""
@@ -230,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.settings.exists():
             write_new_settings_file(args.settings)
-            print(f"render: wrote {args.settings} with a new Redis password, VIP key and id secret")
+            print(f"render: wrote {args.settings} with new passwords and a VIP key")
+        elif added := add_missing_secrets(args.settings):
+            print(f"render: added {', '.join(added)} to {args.settings}")
         settings = effective_settings(dict(os.environ), args.settings)
         changed = render_all(settings)
     except (ConfigError, SettingsError, OSError) as exc:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Show the state of the fibod stack (make status): each supervised program,
-# then a one-line health check per part. Exits 0 only if all are healthy.
+# then a one-line health check per part, and readiness (every /readyz, the
+# worker group holding every partition). Exits 0 only if all are healthy.
 set -euo pipefail
 SCRIPT_NAME=status
 # shellcheck source=scripts/lib.sh
@@ -35,4 +36,5 @@ else
     healthy=1
 fi
 "$PY" scripts/health.py http || healthy=1
+"$PY" scripts/health.py ready || healthy=1
 exit "$healthy"

@@ -68,7 +68,11 @@ start_supervisord() {
         fail ports "another program holds a port of the stack (see above; make down, or change FIBOD_*_PORT)"
     fi
     log "starting supervisord"
-    "$SUPERVISORD" -c "$SV_CONF" || fail supervisord "supervisord did not start" "$STATE/log/supervisord.log"
+    # The apps inherit supervisord's environment: leave the admin secrets out.
+    local -a withhold=() name
+    while read -r name; do withhold+=(-u "$name"); done < <("$PY" -m fibod.config --withheld)
+    env "${withhold[@]}" "$SUPERVISORD" -c "$SV_CONF" ||
+        fail supervisord "supervisord did not start" "$STATE/log/supervisord.log"
     echo "$digest" >"$stamp"
 }
 
@@ -85,7 +89,7 @@ wait_kafka() {
 
 # Start the apps and wait until supervisor reports all of them RUNNING.
 start_apps() {
-    local -a programs=(worker:* submit fetch vip)
+    local -a programs=(worker:* submit fetch vip monitor)
     sv start "${programs[@]}" >/dev/null 2>&1 || true
     local deadline=$((SECONDS + FIBOD_UP_WAIT_S)) status bad
     while :; do
@@ -101,6 +105,14 @@ start_apps() {
         fi
         sleep 1
     done
+}
+
+# Every /readyz answers 200 and the workers hold every task partition, so
+# a task submitted right after `make up` is picked up at once.
+wait_ready() {
+    "$PY" scripts/health.py ready --wait-s "$FIBOD_UP_WAIT_S" ||
+        fail ready "the stack did not become ready within $FIBOD_UP_WAIT_S s" \
+            "$STATE/log/monitor.log" "$STATE/log/worker-0.log"
 }
 
 wait_http() {
@@ -125,11 +137,13 @@ wait_redis task
 wait_redis sequence
 wait_kafka
 if [[ $FIBOD_UP_SKIP_APPS == 1 ]]; then
-    log "FIBOD_UP_SKIP_APPS=1: not starting worker, submit, fetch, vip"
+    log "FIBOD_UP_SKIP_APPS=1: not starting worker, submit, fetch, vip, monitor"
+    wait_http
 else
     start_apps
+    wait_http
+    wait_ready
 fi
-wait_http
 
 sv status || true
 log "stack is up in $((SECONDS - START_S)) s: $FIBOD_BASE_URL"

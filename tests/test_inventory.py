@@ -25,7 +25,9 @@ def secrets(tmp_path: Path) -> Path:
     """A secrets file as `cluster.py secrets` writes it."""
     path = tmp_path / "secrets.env"
     path.write_text(
-        f"FIBOD_REDIS_PASSWORD={'a' * 48}\nFIBOD_KAFKA_CLUSTER_ID={kafka_cluster_id()}\n"
+        f"FIBOD_REDIS_PASSWORD={'a' * 48}\nFIBOD_REDIS_ADMIN_PASSWORD={'c' * 48}\n"
+        f"FIBOD_KAFKA_PASSWORD={'e' * 48}\nFIBOD_KAFKA_ADMIN_PASSWORD={'f' * 48}\n"
+        f"FIBOD_KAFKA_CLUSTER_ID={kafka_cluster_id()}\n"
     )
     return path
 
@@ -107,14 +109,49 @@ def test_rendering_a_host_writes_its_role_configs(secrets: Path, tmp_path: Path)
     assert "server 10.77.0.12:8002 max_fails=2 fail_timeout=5s;" in conf
 
 
+def test_the_entry_host_sends_operators_to_every_monitor_and_admits_the_cluster_network(
+    secrets: Path, tmp_path: Path
+) -> None:
+    # given: the rehearsal's inventory, where both API hosts run the monitor
+    inventory = load_inventory()
+    assert all("monitor" in inventory.host(name).roles for name in ("api-a", "api-b"))
+    # when: the nginx host and an API host are rendered
+    nginx = dataclasses.replace(
+        host_settings(inventory, "nginx", secrets), state_dir=str(tmp_path / "nginx")
+    )
+    render_all(nginx)
+    api = host_settings(inventory, "api-a", secrets)
+    # then: nginx proxies /metrics, /readyz and the dashboard's JSON to both
+    # monitors, for the cluster's network only; the API host runs the monitor
+    conf = (tmp_path / "nginx" / "conf" / "nginx.conf").read_text()
+    assert "server 10.77.0.11:8004 max_fails=2 fail_timeout=5s;" in conf
+    assert "server 10.77.0.12:8004 max_fails=2 fail_timeout=5s;" in conf
+    assert conf.count("allow 10.77.0.0/24; deny all;") == 3
+    assert "ops/supervisor/monitor.conf" in api.supervisor_programs.split()
+    assert api.monitor_allow == "10.77.0.0/24"
+    # a worker host's worker serves its metrics on the shared worker port
+    assert host_settings(inventory, "worker-a", secrets).worker_metrics_port == 8010
+    rotate = (tmp_path / "nginx" / "conf" / "logrotate.conf").read_text()
+    assert f"{tmp_path}/nginx/log/nginx-access.log" in rotate
+
+
 def test_one_machine_renders_no_cluster_parts(tmp_path: Path) -> None:
-    settings = Settings(state_dir=str(tmp_path), redis_password="b" * 48)
+    settings = Settings(
+        state_dir=str(tmp_path),
+        redis_password="b" * 48,
+        redis_admin_password="d" * 48,
+        kafka_password="e" * 48,
+        kafka_admin_password="f" * 48,
+    )
     changed = render_all(settings)
     assert not any(name.startswith(("sequence-node", "sentinel")) for name in changed)
     assert "replicaof" not in (tmp_path / "conf" / "task-store.conf").read_text()
 
 
-API_B = '[[host]]\nname = "api-b"\naddress = "10.77.0.12"\nroles = ["submit", "fetch", "vip"]'
+API_B = (
+    '[[host]]\nname = "api-b"\naddress = "10.77.0.12"\n'
+    'roles = ["submit", "fetch", "vip", "monitor"]'
+)
 
 
 @pytest.mark.parametrize(

@@ -59,17 +59,19 @@ def test_help_goes_to_other_workers_partitions(partitions, own, missing, expecte
     assert planner.help_partitions(partitions, own, missing) == expected
 
 
-def test_builder_computes_a_claimed_segment_stores_it_and_releases_the_claim() -> None:
+def test_builder_computes_a_segment_under_its_claim_and_counts_it() -> None:
     # given an empty store
     store = MemorySequenceStore(LAYOUT)
     builder = planner.SegmentBuilder(store, "me", 1000)
     # when segment 2 is built and the counts flushed
     built = builder.build(2)
     builder.flush()
-    # then it was computed, stored, its claim released and counted once
+    # then it was computed, stored and counted once; its claim stays until its
+    # lease ends, so another task's worker does not compute it again meanwhile
     assert built
     assert read_header(store.segments[2]).start == LAYOUT.bounds(2)[0]
-    assert store.claims == {}
+    assert store.claims == {2: "me"}
+    assert not planner.SegmentBuilder(store, "other task", 1000).build(2)
     assert store.counters[keys.STAT_SEGMENTS_COMPUTED] == 1
 
 

@@ -8,6 +8,7 @@ import falcon.testing
 import pytest
 
 from fibod.config import Settings
+from fibod.observe import Observed
 from fibod.queue import KIND_TASK
 from fibod.tasks import TaskState
 from fibod.testing import MemoryTaskStore, RecordingPublisher
@@ -145,8 +146,28 @@ def test_openapi_document_describes_every_route() -> None:
         "/myapp/tasks",
         "/myapp/vip/fibo",
         "/openapi.yaml",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/myapp/monitor/overview",
+        "/myapp/monitor/tasks",
     }
     # every $ref points at a component that exists
     text = openapi_yaml()
     for ref in set(re.findall(r'"#/components/(\w+)/(\w+)"', text)):
         assert ref[1] in spec["components"][ref[0]], ref
+
+
+def test_the_queued_message_carries_the_request_id_of_the_submit(parts) -> None:
+    # given: the submit app wrapped as gunicorn runs it, nginx's id in the header
+    tasks, publisher = parts
+    app = Observed(create_app(SETTINGS, tasks, publisher), "submit")
+    client = falcon.testing.TestClient(app)
+    # when
+    resp = client.simulate_get(
+        "/myapp/fibo", query_string="sn=10", headers={"X-Request-ID": "abc123"}
+    )
+    # then
+    assert resp.status_code == 202
+    (message, _partition), *_ = publisher.messages
+    assert message.request_id == "abc123"

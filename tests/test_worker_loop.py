@@ -202,7 +202,7 @@ def test_a_full_task_store_backs_off_longer_each_time_and_says_so(caplog) -> Non
 def test_a_task_from_a_computes_only_the_segments_of_its_run(parts: Parts) -> None:
     # given a queued task of F(5000)..F(5599)
     task = parts.tasks.create(600, start=5000)
-    parts.consumer.feed(QueueMessage(KIND_TASK, task.id, 600, 5000).encode())
+    parts.consumer.feed(QueueMessage(KIND_TASK, task.id, 600, start=5000).encode())
     # when the worker runs
     parts.worker.run()
     # then exactly the segments covering the run are stored, and the length is the run's

@@ -21,6 +21,9 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ClusterMetadata,
@@ -28,10 +31,12 @@ from confluent_kafka.admin import (
     ConfigResource,
     NewPartitions,
     NewTopic,
+    ResourcePatternType,
     ResourceType,
 )
 
-from fibod.config import Settings, SettingsError, discover
+from fibod.config import APP_USER, Settings, SettingsError, discover
+from fibod.queue import client_config
 
 #: Seconds one admin request may take before it counts as a failure.
 REQUEST_TIMEOUT_S = 10.0
@@ -172,6 +177,33 @@ def ensure_topic(admin: AdminClient, settings: Settings, topic: str, partitions:
     return action + ensure_min_insync(admin, topic, settings.kafka_min_insync_replicas)
 
 
+#: What the apps' user may do on fibod's topics (read, write, see) and groups.
+TOPIC_OPERATIONS = (AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE)
+GROUP_OPERATIONS = (AclOperation.READ, AclOperation.DESCRIBE)
+
+
+def grant_app_access(admin: AdminClient, settings: Settings) -> None:
+    """Let the apps' user use the task topic and the worker group, and nothing else.
+
+    Topics named fibod.* and groups named fibod-* are granted too (tests and
+    benchmarks run workers on topics and groups of their own).
+    """
+    principal = f"User:{APP_USER}"
+    resources = [
+        (ResourceType.TOPIC, settings.task_topic, ResourcePatternType.LITERAL, TOPIC_OPERATIONS),
+        (ResourceType.TOPIC, "fibod.", ResourcePatternType.PREFIXED, TOPIC_OPERATIONS),
+        (ResourceType.GROUP, settings.worker_group, ResourcePatternType.LITERAL, GROUP_OPERATIONS),
+        (ResourceType.GROUP, "fibod-", ResourcePatternType.PREFIXED, GROUP_OPERATIONS),
+    ]
+    bindings = [
+        AclBinding(kind, name, pattern, principal, "*", operation, AclPermissionType.ALLOW)
+        for kind, name, pattern, operations in resources
+        for operation in operations
+    ]
+    for future in admin.create_acls(bindings, request_timeout=REQUEST_TIMEOUT_S).values():
+        future.result()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, then wait for the broker and ensure the topic."""
     try:
@@ -191,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Refused connections while the broker starts are expected: log only
     # critical librdkafka events, and report failures from the results.
-    admin = AdminClient({"bootstrap.servers": args.bootstrap, "log_level": 2})
+    config = client_config(settings, admin=True) | {"bootstrap.servers": args.bootstrap}
+    admin = AdminClient(config | {"log_level": 2})
     try:
         wait_for_brokers(admin, settings.kafka_replication_factor, args.wait_s)
+        if not args.check:
+            grant_app_access(admin, settings)
         if args.check:
             if partition_count(admin, args.topic) == 0:
                 print(f"kafka: {args.bootstrap} up, topic {args.topic} missing")

@@ -3,8 +3,9 @@
 #
 # Formats the KRaft storage on first start with a cluster id kept in
 # <state dir>/kafka/cluster.id (FIBOD_KAFKA_CLUSTER_ID when several nodes
-# share one), then execs java so supervisor signals the JVM itself. FIBOD_STATE_DIR and FIBOD_KAFKA_HEAP come from the effective
-# settings in the environment (supervisord passes them on).
+# share one), then execs java so supervisor signals the JVM itself.
+# FIBOD_STATE_DIR and FIBOD_KAFKA_HEAP come from the effective settings in
+# the environment (supervisord passes them on).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -50,8 +51,20 @@ if [[ ! -s $idfile ]]; then
     java "${jvm_props[@]}" -cp "$classpath" kafka.tools.StorageTool random-uuid >"$idfile.tmp"
     mv "$idfile.tmp" "$idfile"
 fi
+# The users (SCRAM credentials) are made when the storage is formatted, from
+# <state dir>/conf/kafka-users.args (mode 600: the passwords never pass
+# through the environment). A data dir formatted before logins existed has
+# none, and nobody could log in: say so rather than start.
+users=$var/conf/kafka-users.args
+mapfile -t scram <"$users"
+if [[ -f $data/meta.properties && ! -f $var/kafka/users.made ]]; then
+    echo "kafka: $data was formatted without users (an older fibod); stop the stack," \
+        "remove $var/kafka (queued tasks are lost) and start it again" >&2
+    exit 1
+fi
 java "${jvm_props[@]}" -cp "$classpath" kafka.tools.StorageTool format \
-    -t "$(cat "$idfile")" -c "$conf" --ignore-formatted
+    -t "$(cat "$idfile")" -c "$conf" --ignore-formatted "${scram[@]}"
+touch "$var/kafka/users.made"
 
 exec java -Xms"$heap" -Xmx"$heap" -server \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \

@@ -67,8 +67,8 @@ class Rehearsal:
 
     @property
     def password(self) -> str:
-        """Return the Redis password every host shares."""
-        return self.settings(self.inventory.hosts[0]).redis_password
+        """Return the Redis admin user's password every host shares."""
+        return self.settings(self.inventory.hosts[0]).redis_admin_password
 
     def netns_run(self, host: Host, *argv: str) -> str:
         """Run a command inside the host's namespace; return its output."""

@@ -164,7 +164,8 @@ def test_a_sequence_store_master_killed_during_a_fetch(
     killed_at = time.monotonic()
     os.kill(victim_pid, signal.SIGKILL)
     # then its replica takes over: writes to its slots succeed again
-    tag = "{" + probe + "}:failover-probe"
+    # a key of fibod's (the apps' Redis user has fibod:* only) in the probe's slot
+    tag = "fibod:failover-probe:" + probe[probe.index("{") :]
     failover_s = wait_for(lambda: store.set(tag, b"x"), RECOVERY_TIMEOUT_S, "slots writable")
     reader.join(timeout=RECOVERY_TIMEOUT_S)
     flight = in_flight["result"]

@@ -7,6 +7,7 @@ import json
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from inventory import state_dir
 
+from fibod.queue import client_config
 from tests.cluster.conftest import Rehearsal
 
 TIMEOUT_S = 10.0
@@ -15,7 +16,7 @@ TIMEOUT_S = 10.0
 def admin(rehearsal: Rehearsal) -> AdminClient:
     """An AdminClient on the bootstrap list the apps get."""
     settings = rehearsal.settings(rehearsal.inventory.with_role("worker")[0])
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(client_config(settings, admin=True))
 
 
 def test_three_brokers_form_one_quorum(rehearsal: Rehearsal) -> None:

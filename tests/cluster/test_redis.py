@@ -8,13 +8,14 @@ import subprocess
 import redis
 from inventory import Host
 
+from fibod.config import REDIS_ADMIN_USER
 from tests.cluster.conftest import Rehearsal
 
 
 def redis_cli(rehearsal: Rehearsal, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run redis-cli from the root namespace with the shared password."""
+    """Run redis-cli from the root namespace as the admin user."""
     return subprocess.run(
-        ["redis-cli", *args],
+        ["redis-cli", "--user", REDIS_ADMIN_USER, *args],
         env=os.environ | {"REDISCLI_AUTH": rehearsal.password},
         capture_output=True,
         text=True,
@@ -66,7 +67,12 @@ def test_the_task_replicas_are_attached_and_the_sentinels_name_the_primary(
     # failover), every other one follows it, and every Sentinel names it
     hosts = rehearsal.inventory.with_role("task-redis")
     port = rehearsal.settings(hosts[0]).task_redis_port
-    servers = {h.address: redis.Redis(h.address, port, password=rehearsal.password) for h in hosts}
+    servers = {
+        h.address: redis.Redis(
+            h.address, port, username=REDIS_ADMIN_USER, password=rehearsal.password
+        )
+        for h in hosts
+    }
     roles = {address: r.info("replication") for address, r in servers.items()}
     primaries = [a for a, info in roles.items() if info["role"] == "master"]
     assert len(primaries) == 1, roles

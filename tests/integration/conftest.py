@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from fibod.config import Settings
+from fibod.config import REDIS_ADMIN_USER, Settings
 from fibod.counters import Counters
 from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
@@ -84,6 +84,7 @@ def stack() -> Iterator[Stack]:
         task_redis_url=env["FIBOD_TASK_REDIS_URL"],
         sequence_redis_url=env["FIBOD_SEQUENCE_REDIS_URL"],
         redis_password=env["FIBOD_REDIS_PASSWORD"],
+        redis_admin_password=env["FIBOD_REDIS_ADMIN_PASSWORD"],
         kafka_bootstrap=env["FIBOD_KAFKA_BOOTSTRAP"],
         task_topic=env["FIBOD_TASK_TOPIC"],
         task_partitions=int(env["FIBOD_TASK_PARTITIONS"]),
@@ -95,16 +96,20 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def task_redis(stack: Stack) -> Iterator[redis.Redis]:
-    """A client of the task store (Redis #1), with the stack's password."""
-    client = redis.Redis.from_url(stack.task_redis_url, password=stack.redis_password)
+    """A client of the task store (Redis #1), as its admin user."""
+    client = redis.Redis.from_url(
+        stack.task_redis_url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
+    )
     yield client
     client.close()
 
 
 @pytest.fixture(scope="session")
 def sequence_redis(stack: Stack) -> Iterator[redis.Redis]:
-    """A client of the sequence store (Redis #2), with the stack's password."""
-    client = redis.Redis.from_url(stack.sequence_redis_url, password=stack.redis_password)
+    """A client of the sequence store (Redis #2), as its admin user."""
+    client = redis.Redis.from_url(
+        stack.sequence_redis_url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
+    )
     yield client
     client.close()
 

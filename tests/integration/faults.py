@@ -29,7 +29,7 @@ from fibod.errors import SegmentError
 from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
 from fibod.segments import SegmentLayout, validate_segment
 from fibod.tasks import TaskStore
-from tests.integration.stack import VAR
+from tests.integration.stack import VAR, kafka_config
 from tests.reference import gmpy2_run, segment_numbers_by_hand
 
 
@@ -183,7 +183,7 @@ def reading(sequence_redis: redis.Redis, layout: SegmentLayout, sn: int) -> Iter
 
 def group_members(bootstrap: str, group: str) -> dict[str, list[int]]:
     """Return client id -> assigned partitions of each consumer group member."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_config() | {"bootstrap.servers": bootstrap})
     description = admin.describe_consumer_groups([group])[group].result(timeout=10)
     return {
         m.client_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
@@ -200,7 +200,7 @@ def own_topic(settings: Settings, name: str, partitions: int) -> Iterator[tuple[
     """
     suffix = uuid.uuid4().hex[:8]
     topic, group = f"fibod.test-{name}-{suffix}", f"fibod-test-{name}-{suffix}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(kafka_config())
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
     try:
         yield topic, group

@@ -43,7 +43,10 @@ class Stack:
     base_url: str
     task_redis_url: str
     sequence_redis_url: str
+    #: The apps' Redis user (fibod) logs in with redis_password; tests that
+    #: look into or change the stores use the admin user.
     redis_password: str
+    redis_admin_password: str
     kafka_bootstrap: str
     task_topic: str
     task_partitions: int
@@ -54,6 +57,14 @@ class Stack:
         """Return host and port of the base URL, for raw sockets."""
         parts = urlsplit(self.base_url)
         return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def kafka_config(admin: bool = True) -> dict[str, object]:
+    """How a test's Kafka client logs in: as the admin, or as the apps' user."""
+    from fibod.config import load
+    from fibod.queue import client_config
+
+    return client_config(load({}, EFFECTIVE_ENV_FILE), admin)
 
 
 def wait_for(check: Callable[[], T], timeout_s: float, what: str, step_s: float = 0.05) -> T:

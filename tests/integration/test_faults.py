@@ -48,7 +48,14 @@ from tests.integration.faults import (
     task_on_every_partition,
     worker_owner,
 )
-from tests.integration.stack import VAR, Supervisor, start_worker, stop_worker, wait_for
+from tests.integration.stack import (
+    VAR,
+    Supervisor,
+    kafka_config,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
 from tests.reference import reference_digest, reference_text_bytes
 
 pytestmark = pytest.mark.integration
@@ -494,8 +501,8 @@ def _wait_assigned_both(settings: Settings, group: str, member: str, what: str) 
 def _take_one_partition_and_leave(settings: Settings, topic: str, group: str) -> None:
     """Join the group as a second member until it has a partition, then leave."""
     other = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        kafka_config(admin=False)
+        | {
             "group.id": group,
             "partition.assignment.strategy": "cooperative-sticky",
             "enable.auto.commit": False,

@@ -11,17 +11,21 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from fibod import keys
+from fibod.config import APP_USER, REDIS_ADMIN_USER
 from fibod.ids import id_key, new_task_id
 from tests.integration.clients import raw_get
-from tests.integration.stack import VAR
+from tests.integration.stack import VAR, kafka_config
 from tests.reference import reference_digest
 
 pytestmark = pytest.mark.integration
@@ -50,14 +54,55 @@ def test_finished_task_expires_after_the_configured_ttl(stack, http, task_redis,
 @pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])
 def test_redis_refuses_clients_without_the_password(stack, url_field: str) -> None:
     url = getattr(stack, url_field)
-    for password in (None, "wrong"):
-        client = redis.Redis.from_url(url, password=password, socket_timeout=5)
+    for user, password in (
+        (None, None),
+        (None, "wrong"),
+        (APP_USER, "wrong"),
+        (None, stack.redis_password),
+    ):
+        # no default user: even the apps' password without the apps' user name is refused
+        client = redis.Redis.from_url(url, username=user, password=password, socket_timeout=5)
         with pytest.raises(redis.AuthenticationError):
             client.ping()
         client.close()
-    good = redis.Redis.from_url(url, password=stack.redis_password, socket_timeout=5)
+    good = redis.Redis.from_url(url, username=APP_USER, password=stack.redis_password)
     assert good.ping()
     good.close()
+
+
+@pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])
+def test_the_apps_redis_user_cannot_flush_configure_or_reach_other_keys(
+    stack, url_field: str
+) -> None:
+    # given the user the apps log in as
+    url = getattr(stack, url_field)
+    app = redis.Redis.from_url(url, username=APP_USER, password=stack.redis_password)
+    admin = redis.Redis.from_url(
+        url, username=REDIS_ADMIN_USER, password=stack.redis_admin_password
+    )
+    try:
+        # then it may use fibod's keys, as the apps do
+        app.set("fibod:acl-test", b"x", px=5_000)
+        assert app.get("fibod:acl-test") == b"x"
+        # and nothing that wipes, reconfigures or lists the server, nor other keys
+        for command in (
+            ("FLUSHALL",),
+            ("FLUSHDB",),
+            ("CONFIG", "SET", "maxmemory", "1"),
+            ("KEYS", "*"),
+            ("SHUTDOWN", "NOSAVE"),
+            ("ACL", "LIST"),
+            ("BGREWRITEAOF",),
+            ("REPLICAOF", "NO", "ONE"),
+            ("SET", "other:key", "x"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.execute_command(*command)
+        # while the admin user may (what `fibod cache clear` and the health checks use)
+        assert admin.config_get("maxmemory")
+    finally:
+        app.close()
+        admin.close()
 
 
 def _stack_pids() -> set[int]:
@@ -191,3 +236,54 @@ def test_a_full_task_store_refuses_submissions_with_503_and_a_reason(http, task_
     assert resp.status_code == 503
     assert "task store is full" in resp.text
     assert resp.headers["Retry-After"] == "1"
+
+
+def _end_offsets(topic: str) -> list[int]:
+    consumer = Consumer(kafka_config() | {"group.id": "fibod-test-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in sorted(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def _produce(config: dict[str, object], topic: str) -> object:
+    """Produce one forged task message; return the delivery error (None if delivered)."""
+    errors: list[object] = []
+    producer = Producer(config | {"message.timeout.ms": 4_000, "log_level": 2})
+    producer.produce(
+        topic,
+        b'{"v":1,"kind":"task","id":"0123456789abcdef0123","sn":5}',
+        on_delivery=lambda e, _m: errors.append(e),
+    )
+    producer.flush(15)
+    return errors[0] if errors else "no delivery report"
+
+
+def test_kafka_takes_no_message_without_a_login(settings) -> None:
+    # given the task topic's end offsets
+    before = _end_offsets(settings.task_topic)
+    # when a producer that does not log in sends a forged task
+    error = _produce({"bootstrap.servers": settings.kafka_bootstrap}, settings.task_topic)
+    # then it is never delivered, and the topic holds nothing more
+    assert error is not None
+    assert _end_offsets(settings.task_topic) == before
+
+
+def test_the_apps_kafka_user_writes_only_fibods_topics(settings) -> None:
+    # given a topic that is fibod's and one that is not, both made by the admin
+    suffix = uuid.uuid4().hex[:8]
+    ours, other = f"fibod.acl-test-{suffix}", f"other.acl-test-{suffix}"
+    admin = AdminClient(kafka_config())
+    for topic in (ours, other):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    try:
+        # when the apps' user writes to each, then only fibod's takes the message
+        assert _produce(kafka_config(admin=False), ours) is None
+        refused = _produce(kafka_config(admin=False), other)
+        assert refused is not None and "AUTHORIZATION" in str(refused).upper(), refused
+    finally:
+        admin.delete_topics([ours, other])

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
 from fibod.tasks import TaskState
 from tests.integration.faults import ghost_claim, own_topic
-from tests.integration.stack import start_worker, stop_worker
+from tests.integration.stack import kafka_config, start_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_long_unit_stays_in_group_and_commits_once(
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
     deadline = time.monotonic() + 10
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(kafka_config() | {"bootstrap.servers": bootstrap, "group.id": group})
     try:
         while True:
             (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
