@@ -76,7 +76,7 @@ def test_get_shows_a_progress_bar_and_eta_on_a_terminal(tmp_path: Path) -> None:
     assert proc.wait(60) == 0, shown
     last = shown.rstrip(b"\r\n").split(b"\r")[-1]
     assert b"[########################] 100.0%" in last, shown[-400:]
-    assert b"MB/s, ETA" in last and b"94.08 MB of 94.08 MB" in last
+    assert b"B/s, ETA" in last and b"94.08 MB of 94.08 MB" in last
     assert _sha256(out) == reference_digest(30_000).sha256
 
 
