@@ -1,7 +1,9 @@
-"""The `fibod` command: print Fibonacci runs and numbers, run services.
+"""The `fibod` command: print Fibonacci runs and numbers, use and inspect the service.
 
 Errors print one line on stderr and exit with the error's exit code
-(2 for bad input); a closed stdout pipe ends the command quietly.
+(2 for bad input); a closed stdout pipe ends the command quietly. The
+commands that talk to the service (get, status, tasks, cancel) are in
+fibod/cli_tasks.py; shell completion scripts come from fibod/completion.py.
 """
 
 from __future__ import annotations
@@ -10,60 +12,60 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from fibod.cli_tasks import add_task_commands
+from fibod.cliutil import CliParser, parse_count, write_all
 from fibod.config import Settings, SettingsError, discover
-from fibod.errors import FibodError, InputError
+from fibod.errors import FibodError
 from fibod.kernel import get_kernel
 from fibod.protocol import TEXT_FORMATS
 
 if TYPE_CHECKING:  # imported lazily: redis costs ~150 ms of start-up `seq` need not pay
     from fibod.sequences import SequenceStore
 
-_DIGITS = re.compile(r"[0-9]+")
+EPILOG = """\
+examples:
+  fibod get 100000 -o fib.txt      compute on the service, download with a progress bar
+  fibod tasks --state running      what the service is doing
+  fibod seq 10                     0 1 1 2 3 5 8 13 21 34, computed here
+  fibod completion bash > /etc/bash_completion.d/fibod
+
+Settings: FIBOD_* variables over --env-file FILE, FIBOD_ENV_FILE, or, in a
+checkout after `make up`, var/conf/fibod.env (found by itself). `fibod
+COMMAND --help` gives each command's examples and limits.
+"""
 
 
-def parse_count(text: str, name: str, maximum: int) -> int:
-    """Parse a non-negative ASCII decimal integer no larger than `maximum`."""
-    stripped = text.strip()
-    if not _DIGITS.fullmatch(stripped):
-        raise InputError(f"{name} must be a non-negative integer, got {text!r}")
-    if len(stripped) > 30 or int(stripped) > maximum:
-        raise InputError(f"{name} must be at most {maximum}, got {stripped}")
-    return int(stripped)
+class VersionAction(argparse.Action):
+    """Print the version and exit; read only when asked (importlib.metadata is slow)."""
 
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
 
-def write_all(fd: int, blocks: Iterable[memoryview | bytes]) -> None:
-    """Write every block to fd, retrying short writes."""
-    for block in blocks:
-        view = memoryview(block)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        import fibod
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(message)
+        print(f"fibod {fibod.__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Describe the command line."""
-    parser = _Parser(
+    parser = CliParser(
         prog="fibod",
         description="Compute and stream Fibonacci numbers.",
-        epilog="Settings: FIBOD_* variables over --env-file FILE, FIBOD_ENV_FILE, or, in a "
-        "checkout after `make up`, var/conf/fibod.env (found by itself).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--env-file", metavar="FILE", help="read settings from FILE (KEY=VALUE lines)"
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CliParser)
+    add_task_commands(sub)
 
     seq = sub.add_parser("seq", help="print F(A)..F(A+SN-1), F(0) first by default")
     seq.add_argument("sn", metavar="SN", help="how many numbers to print")
@@ -81,13 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     fib.set_defaults(handler=run_fib)
 
     cache = sub.add_parser("cache", help="inspect or empty the sequence store")
-    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=_Parser)
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, parser_class=CliParser)
     stats = cache_sub.add_parser("stats", help="show stored segments, numbers, bytes, counters")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=run_cache_stats)
     clear = cache_sub.add_parser("clear", help="delete every stored segment and claim")
     clear.add_argument("--reset-stats", action="store_true", help="also zero the counters")
     clear.set_defaults(handler=run_cache_clear)
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print the completion script of bash or zsh.",
+        epilog="bash: fibod completion bash > ~/.local/share/bash-completion/completions/fibod\n"
+        "zsh:  fibod completion zsh > ~/.zfunc/_fibod   (with ~/.zfunc on $fpath)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(handler=run_completion)
     return parser
 
 
@@ -151,6 +164,14 @@ def run_cache_clear(args: argparse.Namespace, settings: Settings) -> None:
     agreement.forget_layout(connect_task_store(settings, admin=bool(settings.redis_admin_password)))
     extra = " and reset the counters" if args.reset_stats else ""
     print(f"deleted {deleted} keys{extra}")
+
+
+def run_completion(args: argparse.Namespace, _settings: Settings) -> None:
+    """Print the completion script of a shell, made from this parser."""
+    from fibod.completion import bash_script, zsh_script
+
+    script = bash_script if args.shell == "bash" else zsh_script
+    sys.stdout.write(script(build_parser()))
 
 
 Handler = Callable[[argparse.Namespace, Settings], None]

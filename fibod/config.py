@@ -13,6 +13,7 @@ Only the standard library is imported: the CLI's start-up pays for it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -54,6 +55,11 @@ APP, STACK, SCRIPT = "app", "stack", "script"
 _SIZE = r"[0-9]+(b|kb|mb|gb)?"
 _NAME = r"[A-Za-z0-9._-]{1,249}"
 _SECRET = r"([A-Za-z0-9]{16,128})?"
+
+
+def _derived_secret(purpose: str, secret: str) -> str:
+    """Derive a secret for one purpose from another (settings files written before it)."""
+    return hashlib.sha256(f"fibod {purpose}\0{secret}".encode()).hexdigest()[:48]
 
 
 class SettingsError(ValueError):
@@ -100,6 +106,12 @@ class Settings:
         "largest sn a client may ask for (200,000 is ~4.2 GB of text)",
         minimum=0,
         maximum=10_000_000,
+    )
+    max_from: int = setting(
+        1_000_000,
+        "largest first index A of `from=A` (sn=200,000 from 1,000,000 is ~46 GB of text)",
+        minimum=0,
+        maximum=1_000_000_000,
     )
     max_fib_n: int = setting(
         1_000_000_000, "largest N of `fibod fib N`", minimum=0, maximum=10_000_000_000
@@ -250,6 +262,14 @@ class Settings:
         "API keys of the VIP path, comma-separated; empty switches it off (403)",
         pattern=r"[A-Za-z0-9_, -]*",
         secret=True,
+    )
+    id_secret: str = setting(
+        "",
+        "key of the MAC in task ids, so an id fibod never issued is unknown (404), not "
+        "expired (410); empty = derived from REDIS_PASSWORD; the same on every API host",
+        pattern=_SECRET,
+        secret=True,
+        derive=lambda s: _derived_secret("task ids", s["redis_password"]),
     )
     # --- Kafka ----------------------------------------------------------------
     task_topic: str = setting("fibod.tasks", "Kafka topic that carries tasks", pattern=_NAME)

@@ -28,6 +28,13 @@ class NotFoundError(FibodError):
     exit_code = 1
 
 
+class ConflictError(FibodError):
+    """The request cannot apply to the task's state (cancelling a ready task)."""
+
+    http_status = 409
+    exit_code = 1
+
+
 class UnavailableError(FibodError):
     """A backing service (Kafka, Redis) cannot serve now; retry later."""
 
@@ -67,3 +74,36 @@ class ForbiddenError(FibodError):
 
     http_status = 403
     exit_code = 77
+
+
+class RangeNotSatisfiableError(FibodError):
+    """A Range starts past the end of the body; `length` is the body's."""
+
+    http_status = 416
+    exit_code = 1
+
+    def __init__(self, length: int, reason: str) -> None:
+        super().__init__(f"range not satisfiable: {reason}; the body has {length} bytes")
+        self.length = length
+
+
+class CancelledError(FibodError):
+    """The task was cancelled (DELETE /myapp/tasks/<id>): it has no result."""
+
+    http_status = 410
+    exit_code = 1
+
+
+class TaskFailedError(FibodError):
+    """The task failed; its reason is the message."""
+
+    http_status = 500
+    exit_code = 1
+
+
+class DownloadCutError(UnavailableError):
+    """A result stopped short of its length; `at` is how far it came."""
+
+    def __init__(self, message: str, at: int) -> None:
+        super().__init__(message)
+        self.at = at

@@ -2,10 +2,13 @@
 
 GET /myapp/fibotask/id=<id> (the original form) and /myapp/fibotask?id=
 answer a body whose first byte is the status (docs/API.md): 0x00 then
-the numbers, 0x01 not ready yet, 0x02 failed, 0x03 expired. The numbers
-are rendered segment by segment while the next segment is read ahead, in
-~1 MB writes with Content-Length, so the body is never held whole.
-GET /myapp/tasks/<id> answers the task as JSON.
+the numbers, 0x01 not ready yet, 0x02 failed, 0x03 expired, 0x04
+cancelled. The numbers are rendered segment by segment while the next
+segment is read ahead, with Content-Length, so the body is never held
+whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
+single byte ranges (fibod/ranges.py), each range mapped to the segments,
+numbers and digits it covers (fibod/offsets.py). The task routes
+(/myapp/tasks...) are fibod/taskapi.py's.
 """
 
 from __future__ import annotations
@@ -21,32 +24,33 @@ from typing import Protocol
 
 import falcon
 
-from fibod import agreement, health, keys, lengths, planner
+from fibod import agreement, health, keys, lengths
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, SettingsError, startup_settings
 from fibod.counters import Tally
 from fibod.errors import ExpiredError, InputError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
+from fibod.ids import parse_task_id
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
 from fibod.observe import Observed, observed_app
+from fibod.offsets import STATUS_BYTES, Piece, ResultBody
 from fibod.params import parse_format, parse_wait, query_params, single
 from fibod.protocol import (
+    CANCELLED,
     EXPIRED,
     FAILED,
     FETCH_ID_PATH,
     FETCH_PATH,
     FORMATS,
     PENDING,
-    PROGRESS_HEADER,
     READY,
-    STATUS_PATH,
+    progress_header,
     set_stream_headers,
-    task_links,
 )
+from fibod.ranges import http_date, if_range_allows, none_match, parse_range, result_etag
 from fibod.redis_client import connect_task_store
 from fibod.segments import (
-    OVERHEAD_BYTES,
     SegmentHeader,
     SegmentLayout,
     encode_segment,
@@ -54,7 +58,8 @@ from fibod.segments import (
     read_header,
     validate_segment,
 )
-from fibod.tasks import Task, TaskState, parse_task_id
+from fibod.taskapi import TaskAccess, add_task_routes
+from fibod.taskmodel import Task, TaskState
 
 log = logging.getLogger("fibod.fetch")
 
@@ -63,12 +68,6 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
-
-
-class TaskReader(Protocol):
-    """The part of the task store the fetch app uses."""
-
-    def lookup(self, task_id: str) -> Task: ...
 
 
 class SegmentReader(Protocol):
@@ -89,7 +88,7 @@ class FetchResource:
     def __init__(
         self,
         settings: Settings,
-        tasks: TaskReader,
+        tasks: TaskAccess,
         sequences: SegmentReader,
         readahead: ThreadPoolExecutor,
     ) -> None:
@@ -102,7 +101,18 @@ class FetchResource:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
     ) -> None:
-        """Answer the task's status byte, and the sequence once ready."""
+        """Answer the task's status byte, and the sequence (or a range of it) once ready."""
+        self._answer(req, resp, task_id, send_body=True)
+
+    def on_head(
+        self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
+    ) -> None:
+        """Answer the headers a GET would have (a long-poll too), without a body."""
+        self._answer(req, resp, task_id, send_body=False)
+
+    def _answer(
+        self, req: falcon.Request, resp: falcon.Response, task_id: str | None, send_body: bool
+    ) -> None:
         query = req.query_string
         if task_id is not None:
             # Falcon matches the "id={task_id}" segment with a `$` regex, which
@@ -129,13 +139,16 @@ class FetchResource:
             try:
                 task = self._tasks.lookup(task_id)
             except ExpiredError as exc:
-                self._answer(resp, falcon.HTTP_410, EXPIRED, str(exc))
+                self._status(resp, falcon.HTTP_410, EXPIRED, str(exc))
                 return
             if task.state is TaskState.READY:
-                self._send_ready(resp, task, fmt)
+                self._send_ready(req, resp, task, fmt, send_body)
                 return
             if task.state is TaskState.FAILED:
-                self._answer(resp, falcon.HTTP_500, FAILED, task.error or "failed")
+                self._status(resp, falcon.HTTP_500, FAILED, task.error or "failed")
+                return
+            if task.state is TaskState.CANCELLED:
+                self._status(resp, falcon.HTTP_410, CANCELLED, f"task {task.id} was cancelled")
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -144,52 +157,89 @@ class FetchResource:
             time.sleep(min(step, remaining))
             step = min(step * 2, WAIT_MAX_STEP_S)
 
-    def _send_ready(self, resp: falcon.Response, task: Task, fmt: str) -> None:
-        """Stream a ready task; its length is known without reading a segment."""
-        js = planner.task_segments(self._layout, task.sn)
-        resp.status = falcon.HTTP_200
+    def _send_ready(
+        self, req: falcon.Request, resp: falcon.Response, task: Task, fmt: str, send_body: bool
+    ) -> None:
+        """Answer a ready task: whole, a range, or 304; lengths known from the indices."""
+        body = ResultBody(self._layout, task.start, task.sn, fmt)
+        etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
+        self._validators(resp, task, etag)
+        if none_match(req.get_header("If-None-Match"), etag):
+            resp.status = falcon.HTTP_304  # no body, so no Content-Type either
+            return
         set_stream_headers(resp)
-        if fmt == "binary":
-            resp.content_type = "application/octet-stream"
-            resp.content_length = 1 + sum(
-                OVERHEAD_BYTES + lengths.payload_bytes(*self._layout.bounds(j)) for j in js
-            )
+        resp.content_type = "application/octet-stream" if fmt == "binary" else TEXT
+        wanted = None
+        if send_body and if_range_allows(req.get_header("If-Range"), etag, task.finished):
+            wanted = parse_range(req.get_header("Range"), body.length)  # 416 past the end
+        first, last = 0, body.length - 1
+        if wanted is None:
+            resp.status = falcon.HTTP_200
         else:
-            resp.content_type = TEXT
-            resp.content_length = 1 + lengths.text_bytes(0, task.sn)
-        resp.stream = self._stream(js, task.sn, fmt)
+            resp.status = falcon.HTTP_206
+            resp.set_header("Content-Range", wanted.content_range(body.length))
+            first, last = wanted.first, wanted.last
+        resp.content_length = last - first + 1
+        if send_body:
+            resp.stream = self._stream(body, first, last)
 
-    def _stream(self, js: list[int], sn: int, fmt: str) -> Iterator[bytes]:
-        """Yield the status byte and the body, one segment at a time."""
+    def _validators(self, resp: falcon.Response, task: Task, etag: str) -> None:
+        """Let clients and caches keep a ready body as long as the task lives."""
+        resp.etag = etag
+        resp.accept_ranges = "bytes"
+        finished = task.finished if task.finished is not None else self._tasks.now()
+        left_s = max(finished // 1000 + self._tasks.ttl_s - self._tasks.now() // 1000, 0)
+        resp.cache_control = ["public", f"max-age={left_s}"]
+        resp.set_header("Last-Modified", http_date(finished))
+
+    def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
+        """Yield body bytes first..last, one segment at a time, reading ahead."""
         kernel = get_kernel()
-        sep = FORMATS[fmt]
+        pieces = list(body.pieces(first, last))
         pending: Future[bytes | None] | None = None
         streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
-            yield READY
-            if js:
-                pending = self._readahead.submit(self._read, js[0])
-            for i, j in enumerate(js):
+            if first < STATUS_BYTES:
+                yield READY
+            if pieces:
+                pending = self._readahead.submit(self._read, pieces[0].j)
+            for i, piece in enumerate(pieces):
                 assert pending is not None
                 stored = pending.result()
                 pending = None
-                if i + 1 < len(js):  # read the next one while this one renders
-                    pending = self._readahead.submit(self._read, js[i + 1])
-                segment, header = self._usable(j, stored, kernel)
-                if fmt == "binary":
-                    piece = segment
-                else:
-                    # one fresh buffer per segment (a few MB): handed to the
-                    # socket as is, no copy per block
-                    wanted = min(header.count, sn - header.start)
-                    piece = kernel.payload_text(payload_of(segment, header), wanted, sep)
-                yield piece
-                streamed.add(len(piece))
+                if i + 1 < len(pieces):  # read the next one while this one renders
+                    pending = self._readahead.submit(self._read, pieces[i + 1].j)
+                segment, header = self._usable(piece.j, stored, kernel)
+                sent = self._render(piece, segment, header, body.fmt, kernel)
+                yield sent
+                streamed.add(len(sent))
         finally:
             if pending is not None:
                 pending.cancel()
             streamed.flush()
             release_free_memory()  # a finished stream leaves no peak RSS behind
+
+    @staticmethod
+    def _render(
+        piece: Piece, segment: bytes, header: SegmentHeader, fmt: str, kernel: Kernel
+    ) -> bytes:
+        """Return a piece's bytes from a checked segment, rendering only its numbers."""
+        if fmt == "binary":
+            whole = piece.skip == 0 and piece.size == len(segment)
+            return segment if whole else segment[piece.skip : piece.skip + piece.size]
+        payload = payload_of(segment, header)
+        # the payload offset of F(first) is known from the lengths: no
+        # number before it is decoded or rendered
+        offset = lengths.payload_bytes(header.start, piece.first - header.start)
+        if int.from_bytes(payload[offset : offset + 4], "little") != lengths.digits(piece.first):
+            raise SegmentError(f"F({piece.first}) is not where its length says")
+        # one fresh buffer per piece (a few MB): handed to the socket as is
+        text = kernel.payload_text(payload[offset:], piece.count, FORMATS[fmt])
+        if piece.skip or len(text) != piece.size:
+            text = text[piece.skip : piece.skip + piece.size]
+        if len(text) != piece.size:
+            raise SegmentError(f"F({piece.first}).. gave {len(text)} bytes, {piece.size} expected")
+        return text
 
     def _read(self, j: int) -> bytes | None:
         """Read segment j; a store that cannot answer counts as not having it."""
@@ -235,32 +285,19 @@ class FetchResource:
 
     def _answer_pending(self, resp: falcon.Response, task: Task) -> None:
         resp.retry_after = self._settings.retry_after_s
-        resp.set_header(PROGRESS_HEADER, f"{task.done}/{task.sn}")
-        self._answer(resp, falcon.HTTP_202, PENDING, task.state.value)
+        progress_header(resp, task, self._tasks.now())
+        self._status(resp, falcon.HTTP_202, PENDING, task.state.value)
 
     @staticmethod
-    def _answer(resp: falcon.Response, status: str, code: bytes, reason: str) -> None:
+    def _status(resp: falcon.Response, status: str, code: bytes, reason: str) -> None:
         resp.status = status
         resp.content_type = TEXT
         resp.data = code + reason.encode()
 
 
-class TaskStatusResource:
-    """GET /myapp/tasks/<id>: the task as JSON."""
-
-    def __init__(self, tasks: TaskReader) -> None:
-        self._tasks = tasks
-
-    def on_get(self, _req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        """Answer id, sn, state, progress and timestamps."""
-        task = self._tasks.lookup(parse_task_id(task_id))
-        resp.cache_control = ["no-store"]
-        resp.media = task.to_json() | task_links(task.id)
-
-
 def create_app(
     settings: Settings,
-    tasks: TaskReader,
+    tasks: TaskAccess,
     sequences: SegmentReader,
     readahead: ThreadPoolExecutor | None = None,
 ) -> falcon.App:
@@ -270,7 +307,7 @@ def create_app(
     fetch = FetchResource(settings, tasks, sequences, pool)
     app.add_route(FETCH_PATH, fetch)
     app.add_route(FETCH_ID_PATH, fetch)
-    app.add_route(STATUS_PATH, TaskStatusResource(tasks))
+    add_task_routes(app, tasks)
     install_error_handlers(app, settings.retry_after_s)
     return app
 

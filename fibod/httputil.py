@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import redis
 
-from fibod.errors import FibodError, UnavailableError
+from fibod.errors import FibodError, RangeNotSatisfiableError, UnavailableError
 
 log = logging.getLogger("fibod.http")
 
@@ -31,6 +31,8 @@ def install_error_handlers(app: falcon.App, retry_after_s: int) -> None:
         resp.content_type = TEXT
         resp.text = f"{ex}\n"
         resp.cache_control = ["no-store"]
+        if isinstance(ex, RangeNotSatisfiableError):
+            resp.set_header("Content-Range", f"bytes */{ex.length}")
         if isinstance(ex, UnavailableError):
             resp.retry_after = retry_after_s
             log.warning("%s %s -> 503: %s", req.method, req.relative_uri, ex)

@@ -17,6 +17,9 @@ SEGMENT_PREFIX = PREFIX + "seg:"
 #: braces put a segment and its claim in one Redis Cluster slot (one script
 #: checks and claims both), while segments still spread over every slot.
 CLAIM_PREFIX = PREFIX + "claim:"
+#: Index of task ids for listing (a sorted set, all scores 0, so members sort
+#: by id and ids by creation time) in the task store: fibod/tasks.py.
+TASK_INDEX_KEY = PREFIX + "tasks"
 #: A task's segments still to hand out (a list, in the task store).
 TODO_PREFIX = PREFIX + "todo:"
 #: A task's segments stored by helpers, for its owner to wait on (a list).

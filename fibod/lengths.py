@@ -15,8 +15,6 @@ segment and digit hold any byte offset are known before any number is.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 #: Bits of the fixed-point logarithms.
 _SHIFT = 192
 #: log10((1 + sqrt 5) / 2) and log10(sqrt 5) to 80 places (tests recompute them).
@@ -58,10 +56,44 @@ def digits(n: int) -> int:
     return ((n * _L - _C) >> _SHIFT) + 1
 
 
-@lru_cache(maxsize=4096)
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """Return sum(floor((a*i + b) / m) for i in range(n)), for a, b >= 0, m >= 1.
+
+    The Euclid-like reduction of AtCoder's floor_sum: O(log m) steps.
+    """
+    total = 0
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b = divmod(y_max, m)
+        m, a = a, m
+
+
+def _small_split(start: int, count: int) -> tuple[range, int, int]:
+    """Split a run into its indices below _SMALL and the (start, count) above."""
+    small = range(start, min(start + count, _SMALL))
+    big_start = max(start, _SMALL)
+    return small, big_start, max(0, start + count - big_start)
+
+
 def total_digits(start: int, count: int) -> int:
-    """Return the digits of F(start) .. F(start+count-1) together."""
-    return sum(digits(n) for n in range(start, start + count))
+    """Return the digits of F(start) .. F(start+count-1) together.
+
+    A closed form of the sum of `digits(n)` (a sum of floors of a linear
+    function), so any run's length costs microseconds, however long.
+    """
+    small, big_start, big_count = _small_split(start, count)
+    total = sum(_SMALL_DIGITS[n] for n in small)
+    if big_count:
+        total += big_count + _floor_sum(big_count, 1 << _SHIFT, _L, big_start * _L - _C)
+    return total
 
 
 def text_bytes(start: int, count: int) -> int:
@@ -69,10 +101,35 @@ def text_bytes(start: int, count: int) -> int:
     return total_digits(start, count) + count
 
 
-@lru_cache(maxsize=4096)
 def payload_bytes(start: int, count: int) -> int:
     """Return the packed-BCD payload size of the run (docs/FORMAT.md).
 
-    Each number is a 4-byte digit count and its digits two to a byte.
+    Each number is a 4-byte digit count and its digits two to a byte:
+    4 + (d + 1) // 2 bytes, where (d + 1) // 2 = floor((x + 2) / 2) for
+    d = floor(x) + 1, again a sum of floors.
     """
-    return sum(4 + (digits(n) + 1) // 2 for n in range(start, start + count))
+    small, big_start, big_count = _small_split(start, count)
+    total = sum(4 + (_SMALL_DIGITS[n] + 1) // 2 for n in small)
+    if big_count:
+        shift = 1 << (_SHIFT + 1)
+        total += 4 * big_count + _floor_sum(big_count, shift, _L, big_start * _L - _C + shift)
+    return total
+
+
+def number_at(start: int, count: int, offset: int, sep_bytes: int = 1) -> tuple[int, int]:
+    """Find which number of a run's text holds byte `offset`, and where in it.
+
+    Returns (n, skip): F(n) starts `skip` bytes before the offset (its
+    separator, if sep_bytes, counts as part of it). A binary search over
+    closed-form lengths: nothing before the offset is generated.
+    """
+    if not 0 <= offset < total_digits(start, count) + sep_bytes * count:
+        raise ValueError(f"offset {offset} is outside the run's text")
+    lo, hi = 0, count - 1  # the answer is start + k for the largest k with prefix <= offset
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if total_digits(start, mid) + sep_bytes * mid <= offset:
+            lo = mid
+        else:
+            hi = mid - 1
+    return start + lo, offset - (total_digits(start, lo) + sep_bytes * lo)

@@ -33,6 +33,7 @@ from fibod.params import parse_bounded, query_params, single
 from fibod.protocol import MONITOR_OVERVIEW_PATH, MONITOR_TASKS_PATH, task_links
 from fibod.stack_metrics import StackCollector
 from fibod.stack_state import StackReader, summary_json
+from fibod.taskmodel import now_ms
 
 #: Throughput window of the overview, seconds.
 THROUGHPUT_WINDOW_S = 600
@@ -77,7 +78,7 @@ class TaskPageResource:
         tasks = self._reader.index.recent(limit, before_ms)
         resp.cache_control = ["no-store"]
         resp.media = {
-            "tasks": [task.to_json() | task_links(task.id) for task in tasks],
+            "tasks": [task.to_json(now_ms()) | task_links(task.id) for task in tasks],
             "next": tasks[-1].created if len(tasks) == limit and tasks else None,
         }
 

@@ -40,16 +40,28 @@ def single(params: dict[str, list[str]], name: str, required: bool = True) -> st
     return values[0]
 
 
-def parse_sn(text: str, maximum: int) -> int:
-    """Accept ASCII decimal digits only, 0 <= sn <= maximum."""
+def parse_natural(text: str, name: str, maximum: int, minimum: int = 0) -> int:
+    """Accept ASCII decimal digits only, minimum <= value <= maximum."""
     if not _ASCII_DIGITS.fullmatch(text):
         shown = text if len(text) <= 40 else text[:40] + "..."
-        raise InputError(f"sn must be a non-negative integer in ASCII digits, got {shown!r}")
+        raise InputError(f"{name} must be a non-negative integer in ASCII digits, got {shown!r}")
     # leading zeros are stripped first: int() of more than 4,300 digits raises
     digits = text.lstrip("0") or "0"
     if len(digits) > len(str(maximum)) or int(digits) > maximum:
-        raise InputError(f"sn must be at most {maximum}, got {text[:40]}")
+        raise InputError(f"{name} must be at most {maximum}, got {text[:40]}")
+    if int(digits) < minimum:
+        raise InputError(f"{name} must be at least {minimum}, got {text[:40]}")
     return int(digits)
+
+
+def parse_sn(text: str, maximum: int) -> int:
+    """Accept ASCII decimal digits only, 0 <= sn <= maximum."""
+    return parse_natural(text, "sn", maximum)
+
+
+def parse_from(text: str | None, maximum: int) -> int:
+    """Accept the first index of a run (absent: 0), 0 <= from <= maximum."""
+    return 0 if text is None else parse_natural(text, "from", maximum)
 
 
 def parse_wait(text: str | None, maximum_s: int) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import IntEnum
 from typing import Protocol
 
-from fibod import keys
+from fibod import keys, lengths
 from fibod.segments import SegmentLayout, encode_segment
 
 
@@ -39,18 +39,31 @@ class SegmentStore(Protocol):
     def count(self, **deltas: int) -> None: ...
 
 
-def task_segments(layout: SegmentLayout, sn: int) -> list[int]:
-    """Return the segments that together hold F(0)..F(sn-1)."""
-    return list(layout.covering(sn))
+def task_segments(layout: SegmentLayout, sn: int, start: int = 0) -> list[int]:
+    """Return the segments that together hold F(start)..F(start+sn-1).
+
+    Segments cover indices from F(0), whatever task asks: a run starting
+    at A shares its segments with every task that covers them.
+    """
+    if sn <= 0:
+        return []
+    return list(range(layout.index_of(start), layout.index_of(start + sn - 1) + 1))
 
 
-def numbers_done(layout: SegmentLayout, sn: int, present: Iterable[int]) -> int:
-    """Count the numbers below sn that the present segments hold."""
-    total = 0
-    for j in present:
-        start, count = layout.bounds(j)
-        total += max(0, min(count, sn - start))
-    return total
+def run_part(layout: SegmentLayout, j: int, sn: int, start: int = 0) -> tuple[int, int]:
+    """Return (first index, count) of the run F(start)..F(start+sn-1) in segment j."""
+    first, count = layout.bounds(j)
+    lo, hi = max(first, start), min(first + count, start + sn)
+    return lo, max(hi - lo, 0)
+
+
+def bytes_done(layout: SegmentLayout, sn: int, present: Iterable[int], start: int = 0) -> int:
+    """Count the result's text bytes that the present segments hold.
+
+    Progress in bytes, not numbers: the last numbers of a run are the
+    longest, and work grows with the square of sn.
+    """
+    return sum(lengths.text_bytes(*run_part(layout, j, sn, start)) for j in present)
 
 
 def help_partitions(partitions: int, own: Iterable[int], missing: int) -> list[int]:

@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only typed against: the contract itself needs no falcon
     import falcon
 
+    from fibod.taskmodel import Task
+
 #: Submit: GET /myapp/fibo?sn=N.
 SUBMIT_PATH = "/myapp/fibo"
 #: Fetch, query form: GET /myapp/fibotask?id=<id>.
 FETCH_PATH = "/myapp/fibotask"
 #: Fetch, the original path form: GET /myapp/fibotask/id=<id>.
 FETCH_ID_PATH = FETCH_PATH + "/id={task_id}"
-#: Task status as JSON: GET /myapp/tasks/<id>.
+#: Task status as JSON: GET /myapp/tasks/<id>; DELETE cancels the task.
 STATUS_PREFIX = "/myapp/tasks/"
 STATUS_PATH = STATUS_PREFIX + "{task_id}"
+#: Task listing, newest first: GET /myapp/tasks?state=&limit=&cursor=.
+TASKS_PATH = "/myapp/tasks"
 #: The VIP sync path: GET /myapp/vip/fibo?sn=N with an API key.
 VIP_PATH = "/myapp/vip/fibo"
 #: The API description.
@@ -40,8 +44,10 @@ READY = b"\x00"
 PENDING = b"\x01"
 FAILED = b"\x02"
 EXPIRED = b"\x03"
+CANCELLED = b"\x04"
 
-#: Header of a pending answer: numbers stored so far, "<done>/<sn>".
+#: Header of a pending answer: the fraction of the result's bytes stored,
+#: then "; eta=<seconds>" once an estimate exists ("0.4213; eta=12").
 PROGRESS_HEADER = "X-Fibod-Progress"
 
 
@@ -51,6 +57,17 @@ def task_links(task_id: str) -> dict[str, str]:
         "status_url": STATUS_PREFIX + task_id,
         "result_url": f"{FETCH_PATH}?id={task_id}",
     }
+
+
+def progress_value(task: Task, now: int) -> str:
+    """Return the X-Fibod-Progress value of a task."""
+    eta = task.eta_s(now)
+    return f"{task.progress:.4f}" + ("" if eta is None else f"; eta={eta:g}")
+
+
+def progress_header(resp: falcon.Response, task: Task, now: int) -> None:
+    """Say how far a task is, in bytes, and the seconds it may still take."""
+    resp.set_header(PROGRESS_HEADER, progress_value(task, now))
 
 
 def set_stream_headers(resp: falcon.Response) -> None:

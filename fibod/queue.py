@@ -1,11 +1,12 @@
 """Kafka setup in one place: message format, producer and consumer config.
 
 Messages are small JSON objects: {"v": 1, "kind": "task"|"help", "id":
-<task id>, "sn": <int>}, and "rid": the request id nginx gave the submit
-(optional: older messages lack it, and readers ignore what they do not
-know), so a worker's log lines name the request. A "task" message makes its consumer the task's
-owner; "help" messages ask other workers to compute missing segments of
-the same task. Producers are idempotent (acks=all).
+<task id>, "sn": <int>}, then "start": the first index of the run (read as 0
+when absent), and "rid": the request id nginx gave the submit (optional:
+older messages lack both, and readers ignore what they do not know), so a
+worker's log lines name the request. A "task" message makes its consumer
+the task's owner; "help" messages ask other workers to compute missing
+segments of the same task. Producers are idempotent (acks=all).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -44,6 +45,8 @@ class QueueMessage:
     sn: int
     #: nginx's X-Request-ID of the submit that made the task, if known.
     request_id: str | None = None
+    #: First index of the run: the task asks for F(start)..F(start+sn-1).
+    start: int = 0
 
     def encode(self) -> bytes:
         """Serialise as compact JSON."""
@@ -52,6 +55,7 @@ class QueueMessage:
             "kind": self.kind,
             "id": self.task_id,
             "sn": self.sn,
+            "start": self.start,
         }
         if self.request_id:
             body["rid"] = self.request_id
@@ -67,12 +71,18 @@ class QueueMessage:
         if not isinstance(body, dict) or body.get("v") != MESSAGE_VERSION:
             raise ValueError(f"not a version {MESSAGE_VERSION} message: {body!r:.200}")
         kind, task_id, sn = body.get("kind"), body.get("id"), body.get("sn")
+        start = body.get("start", 0)
         if kind not in _KINDS or not isinstance(task_id, str):
             raise ValueError(f"bad kind or id: {body!r:.200}")
-        if not isinstance(sn, int) or isinstance(sn, bool) or sn < 0:
-            raise ValueError(f"bad sn: {body!r:.200}")
+        if not _natural(sn) or not _natural(start):
+            raise ValueError(f"bad sn or start: {body!r:.200}")
         rid = body.get("rid")
-        return cls(kind, task_id, sn, rid[:REQUEST_ID_MAX] if isinstance(rid, str) else None)
+        request_id = rid[:REQUEST_ID_MAX] if isinstance(rid, str) else None
+        return cls(kind, task_id, sn, request_id, start)
+
+
+def _natural(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def client_config(settings: Settings, admin: bool = False) -> dict[str, Any]:

@@ -1,22 +1,18 @@
-"""The task model and the task store (Redis #1).
+"""The task store (Redis #1); the model and its rules: fibod/taskmodel.py.
 
-A task is the hash fibod:task:<id> with fields sn, state, done,
-text_bytes, created, started, finished (ms since the epoch) and error.
-Ready and failed tasks expire after `task_ttl_s`; queued and running
-ones do not. Ids carry their creation time (12 hex digits of ms, then 8
-random hex digits), so an absent id can be told "expired" from "unknown".
-Every new task is also indexed (fibod:live while queued or running,
-fibod:recent among the newest), for the monitor: fibod/task_index.py.
+A task is the hash fibod:task:<id> with fields sn, start, state, done
+(text bytes stored so far), text_bytes, created, started, finished (ms
+since the epoch) and error. Ready, failed and cancelled tasks expire
+after `task_ttl_s`; queued and running ones do not. Ids carry their
+creation time and a MAC (fibod/ids.py), so an absent id can be told
+"expired" from "unknown". The sorted set fibod:tasks indexes ids by
+time for listing, newest first; fibod:live (queued and running) and
+fibod:recent (the newest) index them for the monitor: fibod/task_index.py.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, cast
 
 import redis
@@ -24,15 +20,28 @@ from redis.typing import EncodableT, FieldT
 
 from fibod import keys
 from fibod.config import Settings
-from fibod.errors import ExpiredError, InputError, NotFoundError, UnavailableError
+from fibod.errors import UnavailableError
+from fibod.ids import id_key
 from fibod.redis_client import connect_task_store, store_call
+from fibod.taskmodel import (
+    Task,
+    TaskPage,
+    TaskState,
+    absent_task_error,
+    cancel_outcome,
+    index_cutoff,
+    new_task,
+    now_ms,
+)
 
-TASK_ID_RE = re.compile(r"[0-9a-f]{20}")
 #: Newest tasks the index keeps for the dashboard's list (older ones drop out).
 RECENT_TASKS = 10_000
 _STORE = "task store"
+#: Ids read from the index per round trip when listing, and at most per page.
+LIST_BATCH = 100
+LIST_SCAN_MAX = 1000
 
-# Finish a task (ready or failed). Ready and failed are final, and only the
+# Finish a task (ready or failed). Ready, failed and cancelled are final; only the
 # task's owner (the worker that last started it) may finish it, so a late
 # writer (a worker cut off while another took its partition over) never
 # turns a ready task failed. A late writer never recreates an expired task.
@@ -40,9 +49,9 @@ FINISH_TASK_LUA = """
 -- KEYS[1]: task key.
 -- ARGV[1]: owner id ('' = whoever owns it); ARGV[2]: TTL seconds;
 -- ARGV[3..]: field, value pairs, the new state among them.
--- Returns 1 if written, 0 if absent, already ready or failed, or owned by another.
+-- Returns 1 if written, 0 if absent, already final, or owned by another.
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'ready' or state == 'failed' then
+if not state or state == 'ready' or state == 'failed' or state == 'cancelled' then
     return 0
 end
 local owner = redis.call('HGET', KEYS[1], 'owner')
@@ -56,7 +65,7 @@ return 1
 
 # Record progress: only the owner of a running task, and only forward.
 PROGRESS_TASK_LUA = """
--- KEYS[1]: task key. ARGV[1]: owner id; ARGV[2]: numbers done.
+-- KEYS[1]: task key. ARGV[1]: owner id; ARGV[2]: text bytes done.
 -- Returns 1 if recorded, 0 if not running, owned by another, or not more than before.
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then
     return 0
@@ -85,133 +94,23 @@ redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
 return 1
 """
 
-
-class TaskState(StrEnum):
-    """Where a task is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    READY = "ready"
-    FAILED = "failed"
-
-
-def now_ms() -> int:
-    """Return wall-clock time in ms, the unit of every task timestamp."""
-    return time.time_ns() // 1_000_000
-
-
-def new_task_id(created_ms: int) -> str:
-    """Make an id that embeds its creation time."""
-    return f"{created_ms:012x}{secrets.token_hex(4)}"
-
-
-def parse_task_id(text: str) -> str:
-    """Accept exactly 20 lowercase hex digits, else raise InputError."""
-    if not TASK_ID_RE.fullmatch(text):
-        raise InputError(f"malformed task id {text[:40]!r}: expected 20 lowercase hex digits")
-    return text
-
-
-def id_created_ms(task_id: str) -> int:
-    """Return the creation time embedded in a well-formed id."""
-    return int(task_id[:12], 16)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Task:
-    """One task as the task store holds it."""
-
-    id: str
-    sn: int
-    state: TaskState
-    done: int = 0
-    text_bytes: int | None = None
-    created: int | None = None
-    started: int | None = None
-    finished: int | None = None
-    error: str | None = None
-    #: The worker that last started the task; only it may finish it.
-    owner: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Describe the task for clients (GET /myapp/tasks/<id>)."""
-        body: dict[str, Any] = {
-            "id": self.id,
-            "sn": self.sn,
-            "state": str(self.state),
-            "progress": self.done,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-        }
-        if self.text_bytes is not None:
-            body["text_bytes"] = self.text_bytes
-        if self.error:
-            body["error"] = self.error
-        return body
-
-    @classmethod
-    def from_hash(cls, task_id: str, fields: dict[str, str]) -> Task:
-        """Build a task from its Redis hash."""
-
-        def opt_int(name: str) -> int | None:
-            value = fields.get(name)
-            return int(value) if value not in (None, "") else None
-
-        return cls(
-            id=task_id,
-            sn=int(fields["sn"]),
-            state=TaskState(fields["state"]),
-            done=int(fields.get("done") or 0),
-            text_bytes=opt_int("text_bytes"),
-            created=opt_int("created"),
-            started=opt_int("started"),
-            finished=opt_int("finished"),
-            error=fields.get("error") or None,
-            owner=fields.get("owner") or None,
-        )
-
-
-def new_task(sn: int, created_ms: int) -> Task:
-    """Make the task for sn: queued, or ready at once when sn is 0.
-
-    sn=0 asks for no number, so there is nothing to compute and no reason
-    for a round trip through the queue.
-    """
-    task_id = new_task_id(created_ms)
-    if sn == 0:
-        return Task(
-            id=task_id,
-            sn=0,
-            state=TaskState.READY,
-            text_bytes=0,
-            created=created_ms,
-            started=created_ms,
-            finished=created_ms,
-        )
-    return Task(id=task_id, sn=sn, state=TaskState.QUEUED, created=created_ms)
-
-
-def may_finish(task: Task | None, owner: str) -> bool:
-    """Tell whether owner may make the task ready or failed (FINISH_TASK_LUA's rule).
-
-    Ready and failed are final. Only the task's owner finishes it; an
-    empty owner is a caller outside the workers, which finishes whoever
-    owns it.
-    """
-    if task is None or task.state in (TaskState.READY, TaskState.FAILED):
-        return False
-    return not owner or task.owner is None or task.owner == owner
-
-
-def may_progress(task: Task | None, owner: str, done: int) -> bool:
-    """Tell whether owner may record `done` numbers (PROGRESS_TASK_LUA's rule)."""
-    return (
-        task is not None
-        and task.state is TaskState.RUNNING
-        and task.owner == owner
-        and done > task.done
-    )
+# Cancel a task that is queued or running; any other state stays as it is.
+# Its work list is emptied too, so its owner and helpers take no more segments.
+CANCEL_TASK_LUA = """
+-- KEYS[1]: task key; KEYS[2]: its work list (fibod/worklist.py).
+-- ARGV[1]: now (ms since the epoch); ARGV[2]: TTL seconds.
+-- Returns the state the task had, '' if absent (queued or running: now cancelled).
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+    return ''
+end
+if state == 'queued' or state == 'running' then
+    redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1])
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+    redis.call('DEL', KEYS[2])
+end
+return state
+"""
 
 
 def add_to_index(pipe: redis.client.Pipeline, task: Task) -> None:
@@ -229,17 +128,6 @@ def remove_from_index(pipe: redis.client.Pipeline, task_id: str) -> None:
     pipe.zrem(keys.RECENT_KEY, task_id)
 
 
-def absent_task_error(task_id: str, ttl_s: int, now: int) -> ExpiredError | NotFoundError:
-    """Say why no task has this id: expired if older than the TTL, else unknown.
-
-    Ids carry their creation time, so an absent task older than the TTL
-    is one whose result has expired.
-    """
-    if id_created_ms(task_id) + ttl_s * 1000 < now:
-        return ExpiredError(f"task {task_id} has expired")
-    return NotFoundError(f"no task with id {task_id}")
-
-
 class TaskStore:
     """Create, read and move tasks between states in Redis #1."""
 
@@ -249,6 +137,7 @@ class TaskStore:
         return cls(
             connect_task_store(settings),
             settings.task_ttl_s,
+            id_key(settings.id_secret),
             min_replicas=settings.task_redis_min_replicas,
             wait_ms=settings.task_redis_wait_ms,
         )
@@ -257,6 +146,7 @@ class TaskStore:
         self,
         client: redis.Redis,
         ttl_s: int,
+        key: bytes,
         clock: Callable[[], int] = now_ms,
         *,
         min_replicas: int = 0,
@@ -264,6 +154,7 @@ class TaskStore:
     ) -> None:
         self._redis = client  # decode_responses=True
         self.ttl_s = ttl_s
+        self._key = key
         self._clock = clock
         #: Replicas that must hold a state change before it counts (WAIT).
         self._min_replicas = min_replicas
@@ -271,17 +162,27 @@ class TaskStore:
         self._finish = client.register_script(FINISH_TASK_LUA)
         self._progress = client.register_script(PROGRESS_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
+        self._cancel = client.register_script(CANCEL_TASK_LUA)
+
+    def now(self) -> int:
+        """Return the store's clock (ms since the epoch), for ETAs."""
+        return self._clock()
 
     @store_call(_STORE)
-    def create(self, sn: int) -> Task:
-        """Store a new queued task (ready at once when sn is 0)."""
-        task = new_task(sn, self._clock())
+    def create(self, sn: int, start: int = 0) -> Task:
+        """Store a new queued task (ready at once when sn is 0) and index it."""
+        now = self._clock()
+        task = new_task(sn, now, self._key, start)
         mapping: dict[FieldT, EncodableT] = {k: v for k, v in self._fields(task).items() if v != ""}
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.task_key(task.id), mapping=mapping)
             if task.state is TaskState.READY:
                 pipe.expire(keys.task_key(task.id), self.ttl_s)
             add_to_index(pipe, task)
+            pipe.zadd(keys.TASK_INDEX_KEY, {task.id: 0})
+            # entries older than the TTL leave the index (their tasks have
+            # expired, or run longer than a TTL and are reached by id only)
+            pipe.zremrangebylex(keys.TASK_INDEX_KEY, "-", f"({index_cutoff(now, self.ttl_s)}")
             try:
                 self._durably(pipe)
             except UnavailableError:
@@ -302,7 +203,7 @@ class TaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        raise absent_task_error(task_id, self.ttl_s, self._clock())
+        raise absent_task_error(task_id, self.ttl_s, self._clock(), self._key)
 
     @store_call(_STORE)
     def delete(self, task_id: str) -> None:
@@ -310,7 +211,77 @@ class TaskStore:
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.delete(keys.task_key(task_id))
             remove_from_index(pipe, task_id)
+            pipe.zrem(keys.TASK_INDEX_KEY, task_id)
             pipe.execute()
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a queued or running task; workers stop after the segments they hold.
+
+        Raises NotFoundError / ExpiredError for an absent task and
+        ConflictError for one already ready or failed.
+        """
+        before = self._cancel_task(task_id)
+        if not before:
+            raise absent_task_error(task_id, self.ttl_s, self._clock(), self._key)
+        cancel_outcome(task_id, TaskState(before))
+        self._leave_live(task_id)
+        return self.lookup(task_id)
+
+    @store_call(_STORE)
+    def _leave_live(self, task_id: str) -> None:
+        self._redis.zrem(keys.LIVE_KEY, task_id)
+
+    @store_call(_STORE)
+    def _cancel_task(self, task_id: str) -> str:
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._cancel(
+                keys=[keys.task_key(task_id), keys.todo_key(task_id)],
+                args=[self._clock(), self.ttl_s],
+                client=pipe,
+            )
+            return str(self._durably(pipe)[0])
+
+    @store_call(_STORE)
+    def list_tasks(self, state: TaskState | None, limit: int, cursor: str | None) -> TaskPage:
+        """Return up to `limit` tasks older than `cursor`, newest first.
+
+        Reads the index in batches and examines at most LIST_SCAN_MAX ids
+        per page, so a rare state cannot make one request scan everything:
+        a page may then hold fewer than `limit` tasks and a next cursor.
+        Ids whose task has expired are dropped from the index on the way.
+        """
+        found: list[Task] = []
+        gone: list[str] = []
+        upper = "+" if cursor is None else f"({cursor}"
+        examined = 0
+        try:
+            while examined < LIST_SCAN_MAX:
+                batch = min(LIST_BATCH, LIST_SCAN_MAX - examined)
+                ids = cast(
+                    list[str],
+                    self._redis.zrevrangebylex(keys.TASK_INDEX_KEY, upper, "-", 0, batch),
+                )
+                if not ids:
+                    return TaskPage(found, None)
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for task_id in ids:
+                        pipe.hgetall(keys.task_key(task_id))
+                    hashes = cast(list[dict[str, str]], pipe.execute())
+                for task_id, fields in zip(ids, hashes, strict=True):
+                    examined += 1
+                    upper = f"({task_id}"
+                    if not fields:
+                        gone.append(task_id)
+                        continue
+                    task = Task.from_hash(task_id, fields)
+                    if state is None or task.state is state:
+                        found.append(task)
+                        if len(found) == limit:
+                            return TaskPage(found, task_id)
+            return TaskPage(found, upper[1:])
+        finally:
+            if gone:
+                self._redis.zrem(keys.TASK_INDEX_KEY, *gone)
 
     @store_call(_STORE)
     def mark_running(self, task_id: str, owner: str) -> bool:
@@ -319,16 +290,16 @@ class TaskStore:
 
     @store_call(_STORE)
     def set_progress(self, task_id: str, done: int, owner: str) -> bool:
-        """Record how many numbers are stored (forward only; no WAIT: a hint)."""
+        """Record how many text bytes are stored (forward only; no WAIT: a hint)."""
         return bool(self._progress(keys=[keys.task_key(task_id)], args=[owner, done]))
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool:
+    def mark_ready(self, task_id: str, text_bytes: int, owner: str = "") -> bool:
         """Mark the task ready with its text length; start its TTL."""
         return self._finish_task(
             task_id,
             owner,
             state=TaskState.READY.value,
-            done=sn,
+            done=text_bytes,
             text_bytes=text_bytes,
             finished=self._clock(),
         )
@@ -378,6 +349,7 @@ class TaskStore:
 
         return {
             "sn": text(task.sn),
+            "start": text(task.start),
             "state": task.state.value,
             "done": text(task.done),
             "text_bytes": text(task.text_bytes),

@@ -19,9 +19,21 @@ from fibod.errors import UnavailableError
 from fibod.planner import Claim
 from fibod.queue import QueueMessage
 from fibod.segments import SegmentLayout
-from fibod.tasks import Task, TaskState, absent_task_error, may_finish, may_progress, new_task
+from fibod.taskmodel import (
+    Task,
+    TaskPage,
+    TaskState,
+    absent_task_error,
+    cancel_outcome,
+    may_finish,
+    may_progress,
+    new_task,
+)
 from fibod.worker import RebalanceCallback
 from fibod.worklist import TAKE_COUNT
+
+#: The id MAC key of the stand-in stores.
+TEST_ID_KEY = b"fibod-test-id-key"
 
 
 class MemorySequenceStore:
@@ -102,23 +114,50 @@ class MemoryWorkList:
 
 
 class MemoryTaskStore:
-    """The task store's interface over a dict; `now` is settable."""
+    """The task store's interface over a dict; `clock` is settable.
+
+    `work`, if set, is the work list a cancel empties (as CANCEL_TASK_LUA
+    deletes the task's list in the same store).
+    """
 
     def __init__(self, ttl_s: int = 3600, now: int = 1_700_000_000_000) -> None:
         self.tasks: dict[str, Task] = {}
         self.ttl_s = ttl_s
-        self.now = now
+        self.clock = now
+        self.key = TEST_ID_KEY
         self.down = False
+        self.work: MemoryWorkList | None = None
 
     def _check(self) -> None:
         if self.down:
             raise UnavailableError("task store unavailable: stub is down")
 
-    def create(self, sn: int) -> Task:
+    def now(self) -> int:
+        return self.clock
+
+    def create(self, sn: int, start: int = 0) -> Task:
         self._check()
-        task = new_task(sn, self.now)
+        task = new_task(sn, self.clock, self.key, start)
         self.tasks[task.id] = task
         return task
+
+    def cancel(self, task_id: str) -> Task:
+        task = self.lookup(task_id)
+        cancel_outcome(task_id, task.state)
+        if task.state in (TaskState.QUEUED, TaskState.RUNNING):
+            task = replace(task, state=TaskState.CANCELLED, finished=self.clock)
+            self.tasks[task_id] = task
+            if self.work is not None:
+                self.work.todo.pop(task_id, None)
+        return task
+
+    def list_tasks(self, state: TaskState | None, limit: int, cursor: str | None) -> TaskPage:
+        """Page through the tasks newest first (no scan budget: a dict is small)."""
+        self._check()
+        ids = sorted((i for i in self.tasks if cursor is None or i < cursor), reverse=True)
+        found = [self.tasks[i] for i in ids if state is None or self.tasks[i].state is state]
+        more = len(found) > limit
+        return TaskPage(found[:limit], found[limit - 1].id if more else None)
 
     def get(self, task_id: str) -> Task | None:
         self._check()
@@ -128,7 +167,7 @@ class MemoryTaskStore:
         task = self.get(task_id)
         if task is not None:
             return task
-        raise absent_task_error(task_id, self.ttl_s, self.now)
+        raise absent_task_error(task_id, self.ttl_s, self.clock, self.key)
 
     def delete(self, task_id: str) -> None:
         self._check()
@@ -138,7 +177,7 @@ class MemoryTaskStore:
         task = self.tasks.get(task_id)
         if task is None or task.state not in (TaskState.QUEUED, TaskState.RUNNING):
             return False
-        started = task.started if task.started is not None else self.now
+        started = task.started if task.started is not None else self.clock
         self.tasks[task_id] = replace(task, state=TaskState.RUNNING, started=started, owner=owner)
         return True
 
@@ -153,15 +192,17 @@ class MemoryTaskStore:
         task = self.tasks.get(task_id)
         if task is None or not may_finish(task, owner):
             return False
-        self.tasks[task_id] = replace(task, state=TaskState.FAILED, error=error, finished=self.now)
+        self.tasks[task_id] = replace(
+            task, state=TaskState.FAILED, error=error, finished=self.clock
+        )
         return True
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool:
+    def mark_ready(self, task_id: str, text_bytes: int, owner: str = "") -> bool:
         task = self.tasks.get(task_id)
         if task is None or not may_finish(task, owner):
             return False
         self.tasks[task_id] = replace(
-            task, state=TaskState.READY, done=sn, text_bytes=text_bytes, finished=self.now
+            task, state=TaskState.READY, done=text_bytes, text_bytes=text_bytes, finished=self.clock
         )
         return True
 

@@ -1,4 +1,4 @@
-"""The submit app: GET /myapp/fibo?sn=N creates a task and queues it.
+"""The submit app: GET /myapp/fibo?sn=N[&from=A] creates a task and queues it.
 
 `create_app(settings, tasks, publisher)` builds the app from its parts
 (tests pass stubs); `get_app()` wires the real task store and Kafka for
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 import falcon
 
@@ -22,10 +22,10 @@ from fibod.httputil import TEXT, install_error_handlers, wants_json
 from fibod.logs import configure_logging, request_id
 from fibod.observe import Observed, observed_app
 from fibod.openapi import openapi_yaml
-from fibod.params import parse_sn, query_params, single
+from fibod.params import parse_from, parse_sn, query_params, single
 from fibod.protocol import OPENAPI_PATH, SUBMIT_PATH, task_links
 from fibod.queue import KIND_TASK, Publisher, QueueMessage
-from fibod.tasks import Task, TaskState
+from fibod.taskmodel import Task, TaskState
 
 log = logging.getLogger("fibod.web")
 
@@ -33,13 +33,24 @@ log = logging.getLogger("fibod.web")
 class TaskCreator(Protocol):
     """The part of the task store the submit app uses."""
 
-    def create(self, sn: int) -> Task: ...
+    def create(self, sn: int, start: int = 0) -> Task: ...
 
     def delete(self, task_id: str) -> None: ...
 
 
+def original_task_object(task: Task) -> dict[str, Any]:
+    """Return the task object of the original design, field for field.
+
+    Strict deserializers (Jackson's default) fail on an unknown field or
+    a wrong type, so it holds these four and nothing else; state is 0
+    ready or 1 in progress. The richer JSON is at the Location.
+    """
+    state = 0 if task.state is TaskState.READY else 1
+    return {"id": task.id, "sn": task.sn, "state": state, "createTime": task.created}
+
+
 class SubmitResource:
-    """GET /myapp/fibo?sn=N."""
+    """GET /myapp/fibo?sn=N[&from=A]."""
 
     def __init__(self, settings: Settings, tasks: TaskCreator, publisher: Publisher) -> None:
         self._settings = settings
@@ -47,14 +58,16 @@ class SubmitResource:
         self._publisher = publisher
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Validate sn, store the task, queue it, answer 202 with its id."""
-        sn = parse_sn(single(query_params(req.query_string), "sn") or "", self._settings.max_sn)
-        task = self._tasks.create(sn)
+        """Validate sn and from, store the task, queue it, answer 202 with its id."""
+        params = query_params(req.query_string)
+        sn = parse_sn(single(params, "sn") or "", self._settings.max_sn)
+        start = parse_from(single(params, "from", required=False), self._settings.max_from)
+        task = self._tasks.create(sn, start)
         if task.state is not TaskState.READY:  # sn=0 is ready at creation
             try:
-                message = QueueMessage(KIND_TASK, task.id, sn, request_id.get())
+                message = QueueMessage(KIND_TASK, task.id, sn, request_id.get(), start)
                 self._publisher.publish(message)
-                log.info("task %s queued: sn=%d", task.id, sn)
+                log.info("task %s queued: sn=%d from %d", task.id, sn, start)
             except UnavailableError:
                 self._forget(task.id)
                 raise
@@ -62,7 +75,7 @@ class SubmitResource:
         resp.location = task_links(task.id)["status_url"]
         resp.cache_control = ["no-store"]
         if wants_json(req):
-            resp.media = task.to_json() | task_links(task.id)
+            resp.media = original_task_object(task)
         else:
             resp.content_type = TEXT
             resp.text = task.id

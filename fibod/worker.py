@@ -54,7 +54,8 @@ from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage, TaskPublisher, consu
 from fibod.redis_client import connect_task_store
 from fibod.segments import encode_segment
 from fibod.sequences import SequenceStore
-from fibod.tasks import Task, TaskState, TaskStore, now_ms
+from fibod.taskmodel import FINAL_STATES, Task, TaskState, now_ms
+from fibod.tasks import TaskStore
 from fibod.worker_view import operator_view
 from fibod.worklist import WorkList
 
@@ -129,7 +130,7 @@ class TaskUpdater(Protocol):
 
     def set_progress(self, task_id: str, done: int, owner: str) -> bool: ...
 
-    def mark_ready(self, task_id: str, sn: int, text_bytes: int, owner: str = "") -> bool: ...
+    def mark_ready(self, task_id: str, text_bytes: int, owner: str = "") -> bool: ...
 
     def mark_failed(self, task_id: str, error: str, owner: str = "") -> bool: ...
 
@@ -154,6 +155,10 @@ class SegmentWriter(planner.SegmentStore, Protocol):
 
 class Abandoned(Exception):
     """The current unit must stop uncommitted (shutdown or revocation)."""
+
+
+class Cancelled(Exception):
+    """The unit's task was cancelled: stop computing, commit the unit."""
 
 
 class Worker:
@@ -308,15 +313,16 @@ class Worker:
     def run_task(self, message: QueueMessage) -> None:
         """Own a task: get all its segments stored, then mark it ready."""
         task = self.tasks.get(message.task_id)
-        if task is None or task.state in (TaskState.READY, TaskState.FAILED):
+        if task is None or task.state in FINAL_STATES:
             log.info("task %s is %s: nothing to do", message.task_id, task and task.state)
             return
-        if task.sn != message.sn or task.sn > self.settings.max_sn:
-            self._fail(task.id, f"invalid task: sn {message.sn} (stored {task.sn})")
+        if (task.sn, task.start) != (message.sn, message.start) or not self._within_limits(task):
+            stored = f"stored {task.sn} from {task.start}"
+            self._fail(task.id, f"invalid task: sn {message.sn} from {message.start} ({stored})")
             return
         self.tasks.mark_running(task.id, self.owner_id)
-        sn = task.sn
-        js = planner.task_segments(self.layout, sn)
+        sn, start = task.sn, task.start
+        js = planner.task_segments(self.layout, sn, start)
         missing = self.sequences.missing(js)
         self.sequences.count(**{keys.STAT_SEGMENTS_REUSED: len(js) - len(missing)})
         if missing:
@@ -326,10 +332,15 @@ class Worker:
             # Each missing segment is built (or waited for) once. One evicted
             # afterwards is not built again: the fetch computes what it lacks,
             # so a result larger than the store never makes a worker loop.
-            self._build_all(task.id, sn, missing)
+            try:
+                self._build_all(task.id, sn, start, missing)
+            except Cancelled:
+                self.work.finish(task.id)
+                log.info("task %s cancelled: stopped building it", task.id)
+                return
             self.work.finish(task.id)
-        text_bytes = lengths.text_bytes(0, sn)
-        if self.tasks.mark_ready(task.id, sn, text_bytes, owner=self.owner_id):
+        text_bytes = lengths.text_bytes(start, sn)
+        if self.tasks.mark_ready(task.id, text_bytes, owner=self.owner_id):
             self.sequences.count(**{keys.STAT_TASKS_COMPLETED: 1})
             log.info("task %s ready: sn=%d, %d text bytes", task.id, sn, text_bytes)
         else:
@@ -342,7 +353,11 @@ class Worker:
             self.sequences.count(**{keys.STAT_TASKS_FAILED: 1})
 
     def run_help(self, message: QueueMessage) -> None:
-        """Compute segments of someone else's task, taken from its work list."""
+        """Compute segments of someone else's task, taken from its work list.
+
+        A cancel empties the list (CANCEL_TASK_LUA), so a helper stops
+        after the segments it holds, without reading the task.
+        """
         try:
             batch = self.work.take(message.task_id)
             while batch:
@@ -357,8 +372,15 @@ class Worker:
         finally:
             self.builder.flush()
 
-    def _build_all(self, task_id: str, sn: int, missing: list[int]) -> None:
-        """As the owner, get every missing segment stored: compute, or wait for helpers."""
+    def _within_limits(self, task: Task) -> bool:
+        return task.sn <= self.settings.max_sn and task.start <= self.settings.max_from
+
+    def _build_all(self, task_id: str, sn: int, start: int, missing: list[int]) -> None:
+        """As the owner, get every missing segment stored: compute, or wait for helpers.
+
+        Raises Cancelled once the task is cancelled: its list is emptied
+        then, and a progress report refused says so.
+        """
         pending = set(missing)
         self._last_progress = time.monotonic()
         try:
@@ -367,16 +389,18 @@ class Worker:
                     self._keep_alive()
                     if self.builder.build(j):
                         pending.discard(j)
-                self._report_progress(task_id, sn, pending)
+                self._report_progress(task_id, sn, start, pending)
             while pending:
                 self._keep_alive()
                 reported = self.work.wait(task_id, WAIT_REPORT_S)
                 pending.difference_update(reported)
                 if not reported and pending:
                     # nobody reported for a while: a helper died holding a
-                    # segment, or another task's worker holds its claim
+                    # segment, another task's worker holds its claim, or the
+                    # task was cancelled (its list emptied)
+                    self._stop_if_cancelled(task_id)
                     pending = self._build_unheld(sorted(pending))
-                self._report_progress(task_id, sn, pending)
+                self._report_progress(task_id, sn, start, pending)
         finally:
             self.builder.flush()
 
@@ -389,20 +413,30 @@ class Worker:
                 left.add(j)
         return left
 
-    def _report_progress(self, task_id: str, sn: int, pending: set[int]) -> None:
+    def _stop_if_cancelled(self, task_id: str) -> None:
+        """Raise Cancelled if the task was cancelled (one HGETALL)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.state is TaskState.CANCELLED:
+            raise Cancelled(task_id)
+
+    def _report_progress(self, task_id: str, sn: int, start: int, pending: set[int]) -> None:
+        """Record the bytes stored (every PROGRESS_EVERY_S); a refusal may mean cancelled."""
         if time.monotonic() - self._last_progress < PROGRESS_EVERY_S:
             return
         self._last_progress = time.monotonic()
-        present = [j for j in self.layout.covering(sn) if j not in pending]
-        done = planner.numbers_done(self.layout, sn, present)
-        self.tasks.set_progress(task_id, done, self.owner_id)
+        present = [j for j in planner.task_segments(self.layout, sn, start) if j not in pending]
+        done = planner.bytes_done(self.layout, sn, present, start)
+        if not self.tasks.set_progress(task_id, done, self.owner_id):
+            self._stop_if_cancelled(task_id)
 
     def _ask_for_help(self, message: QueueMessage, missing: int) -> None:
         try:
             own = [tp.partition for tp in self.consumer.assignment()]
         except KafkaException as exc:
             raise UnavailableError(f"task queue: {exc}") from exc
-        help_msg = QueueMessage(KIND_HELP, message.task_id, message.sn, message.request_id)
+        help_msg = QueueMessage(
+            KIND_HELP, message.task_id, message.sn, message.request_id, message.start
+        )
         for partition in planner.help_partitions(self.settings.task_partitions, own, missing):
             self.publisher.publish_nowait(help_msg, partition)
 

@@ -253,7 +253,7 @@ def rehearsal_state(inventory: Inventory) -> str:
 
 
 def write_secrets(path: Path) -> None:
-    """Write new shared secrets: the Redis password, VIP keys, Kafka's cluster id."""
+    """Write new shared secrets: Redis password, VIP keys, id secret, Kafka's cluster id."""
     lines = [
         "# Secrets every host of the fibod cluster shares (scripts/cluster.py secrets):",
         "# copy this file to each host, mode 600, and render with --secrets FILE.",

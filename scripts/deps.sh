@@ -19,6 +19,11 @@ declare -A NEEDS=(
     [procps]=pgrep
     [iproute2]=ip
     [wrk]=wrk
+    # download tools the tests use on results (ranges, resume), and the
+    # shell whose completion script `fibod completion zsh` is tested in
+    [curl]=curl
+    [aria2]=aria2c
+    [zsh]=zsh
     [openjdk-17-jre-headless]=java
     [maven]=mvn
     # promtool: the tests check the scrape config, the alert rules and real scrapes

@@ -1,11 +1,12 @@
 """Render the stack's config templates from the one settings model.
 
 Settings come from `fibod.config` (defaults, ranges, docs), then the
-machine's settings file (var/fibod.env, written on the first run with a
-random Redis password and VIP key), then FIBOD_* variables of the
-environment, which win. Every ${FIBOD_NAME} in a template must be a
-setting (or one of the few template-only values below), or rendering
-fails; so does any setting out of its range, with a one-line reason.
+machine's settings file (var/fibod.env, written on the first run with
+random passwords, a VIP key and an id secret; secrets an older file lacks
+are added to it), then FIBOD_* variables of the environment, which win.
+Every ${FIBOD_NAME} in a template must be a setting (or one of the few
+template-only values below), or rendering fails; so does any setting out
+of its range, with a one-line reason.
 
 Writes <state dir>/conf/<file> for each template, only when its text
 changed, and <state dir>/conf/fibod.env: every effective setting, which
@@ -103,6 +104,7 @@ SECRETS = {
     "FIBOD_KAFKA_PASSWORD": "Password of the Kafka user the apps log in as (fibod).",
     "FIBOD_KAFKA_ADMIN_PASSWORD": "Password of the Kafka admin user (fibod-admin), not the apps'.",
     "FIBOD_VIP_API_KEYS": "API keys of the VIP path (/myapp/vip/fibo), comma-separated; empty=off.",
+    "FIBOD_ID_SECRET": "Key of the MAC in task ids: the same on every API host.",
 }
 
 

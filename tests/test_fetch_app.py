@@ -8,10 +8,12 @@ import pytest
 from fibod import keys
 from fibod.config import Settings
 from fibod.fetch import create_app
+from fibod.ids import new_task_id
 from fibod.planner import task_segments
+from fibod.ranges import http_date
 from fibod.segments import SegmentLayout, encode_segment
-from fibod.tasks import Task, TaskState, new_task_id
-from fibod.testing import MemorySequenceStore, MemoryTaskStore
+from fibod.taskmodel import Task, TaskState
+from fibod.testing import TEST_ID_KEY, MemorySequenceStore, MemoryTaskStore
 from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)
@@ -26,11 +28,11 @@ class Parts:
         self.sequences = sequences or MemorySequenceStore(LAYOUT)
         self.client = falcon.testing.TestClient(create_app(SETTINGS, self.tasks, self.sequences))
 
-    def ready_task(self, sn: int) -> Task:
-        for j in task_segments(LAYOUT, sn):
+    def ready_task(self, sn: int, start: int = 0) -> Task:
+        for j in task_segments(LAYOUT, sn, start):
             self.sequences.put(j, encode_segment(*LAYOUT.bounds(j)))
-        task = self.tasks.create(sn)
-        self.tasks.mark_ready(task.id, sn, len(reference_text(0, sn)))
+        task = self.tasks.create(sn, start)
+        self.tasks.mark_ready(task.id, len(reference_text(start, sn)))
         return self.tasks.tasks[task.id]
 
 
@@ -80,17 +82,28 @@ def test_failed_task_is_500_with_status_byte_2_and_its_reason(parts: Parts) -> N
 
 
 def test_absent_task_older_than_the_ttl_is_410_with_status_byte_3(parts: Parts) -> None:
-    old = new_task_id(parts.tasks.now - 2 * parts.tasks.ttl_s * 1000)
+    old = new_task_id(parts.tasks.clock - 2 * parts.tasks.ttl_s * 1000, TEST_ID_KEY)
     resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={old}")
     assert resp.status_code == 410
     assert resp.content.startswith(b"\x03")
 
 
+def test_an_old_id_fibod_never_issued_is_unknown_not_expired(parts: Parts) -> None:
+    # given ids older than the TTL: one made with another key, one without a MAC
+    when = parts.tasks.clock - 2 * parts.tasks.ttl_s * 1000
+    forged, legacy = new_task_id(when, b"another key"), new_task_id(when, TEST_ID_KEY)[:20]
+    for task_id in (forged, legacy):
+        # then every route says unknown (404), not expired
+        for path in (f"/myapp/fibotask/id={task_id}", f"/myapp/tasks/{task_id}"):
+            resp = parts.client.simulate_get(path)
+            assert resp.status_code == 404, (path, resp.text)
+
+
 def test_unknown_id_is_404_and_malformed_id_400(parts: Parts) -> None:
-    young = new_task_id(parts.tasks.now)
+    young = new_task_id(parts.tasks.clock, TEST_ID_KEY)
     assert parts.client.simulate_get(f"/myapp/fibotask/id={young}").status_code == 404
     assert parts.client.simulate_get(f"/myapp/tasks/{young}").status_code == 404
-    for bad in ("xyz", young.upper(), young + "0"):
+    for bad in ("xyz", young.upper(), young + "0", young[:-1], young[:21]):
         resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={bad}")
         assert resp.status_code == 400
         assert "malformed" in resp.text
@@ -160,8 +173,9 @@ def test_status_is_the_task_as_json(parts: Parts) -> None:
     resp = parts.client.simulate_get(f"/myapp/tasks/{task.id}")
     assert resp.status_code == 200
     assert resp.json["state"] == "ready"
-    assert resp.json["progress"] == 10
-    assert set(resp.json) >= {"id", "sn", "state", "progress", "created", "started", "finished"}
+    assert (resp.json["progress"], resp.json["eta_s"]) == (1.0, 0.0)
+    assert resp.json["text_bytes"] == len(reference_text(0, 10))
+    assert set(resp.json) >= {"id", "sn", "from", "state", "created", "started", "finished"}
 
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A"])
@@ -177,3 +191,176 @@ def test_path_form_refuses_a_second_id(parts: Parts) -> None:
     other = parts.ready_task(12)
     resp = parts.client.simulate_get(f"/myapp/fibotask/id={task.id}&id={other.id}")
     assert resp.status_code == 400 and "id given twice" in resp.text
+
+
+def test_a_ready_body_carries_validators_and_cache_headers(parts: Parts) -> None:
+    # given a ready task that finished now, and a TTL of an hour
+    task = parts.ready_task(1000)
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    # then its ETag is strong, ranges are offered and caches may keep it while the task lives
+    assert resp.headers["etag"] == '"v1-text-0-1000"'
+    assert resp.headers["accept-ranges"] == "bytes"
+    assert resp.headers["cache-control"] == f"public, max-age={parts.tasks.ttl_s}"
+    assert resp.headers["last-modified"] == http_date(parts.tasks.clock)
+    # and as time passes, the age left shrinks
+    parts.tasks.clock += 600_000
+    later = parts.client.simulate_head("/myapp/fibotask", query_string=f"id={task.id}")
+    assert later.headers["cache-control"] == f"public, max-age={parts.tasks.ttl_s - 600}"
+
+
+def test_head_answers_the_headers_of_get_without_a_body(parts: Parts) -> None:
+    task = parts.ready_task(3000)
+    for path in (f"/myapp/fibotask/id={task.id}", f"/myapp/fibotask?id={task.id}&format=lines"):
+        resp = parts.client.simulate_head(path)
+        assert resp.status_code == 200 and resp.content == b""
+        assert int(resp.headers["content-length"]) == 1 + len(reference_text(0, 3000))
+    assert parts.sequences.gets == []  # no segment was read
+    pending = parts.tasks.create(10)
+    resp = parts.client.simulate_head("/myapp/fibotask", query_string=f"id={pending.id}")
+    assert resp.status_code == 202 and resp.headers["x-fibod-progress"] == "0.0000"
+
+
+def test_if_none_match_answers_304_with_the_validators(parts: Parts) -> None:
+    task = parts.ready_task(100)
+    etag = parts.client.simulate_head(f"/myapp/fibotask/id={task.id}").headers["etag"]
+    for header in (etag, f'"other", {etag}', "*"):
+        resp = parts.client.simulate_get(
+            f"/myapp/fibotask/id={task.id}", headers={"If-None-Match": header}
+        )
+        assert (resp.status_code, resp.content, resp.headers["etag"]) == (304, b"", etag)
+    other = parts.client.simulate_get(
+        f"/myapp/fibotask/id={task.id}", headers={"If-None-Match": '"v1-text-0-99"'}
+    )
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize(("start", "fmt"), [(0, "text"), (2500, "lines"), (0, "binary")])
+def test_a_range_is_206_with_exactly_those_bytes(parts: Parts, start: int, fmt: str) -> None:
+    # given a ready task and its whole body
+    task = parts.ready_task(3000, start)
+    query = f"id={task.id}&format={fmt}"
+    whole = parts.client.simulate_get("/myapp/fibotask", query_string=query).content
+    # when ranges across segment boundaries are asked for
+    for first, last in [(0, 0), (0, 9), (1, 1), (5, 70_000), (len(whole) - 3, len(whole) - 1)]:
+        resp = parts.client.simulate_get(
+            "/myapp/fibotask", query_string=query, headers={"Range": f"bytes={first}-{last}"}
+        )
+        # then each is 206 with those bytes and where they lie
+        last = min(last, len(whole) - 1)
+        assert resp.status_code == 206
+        assert resp.content == whole[first : last + 1]
+        assert resp.headers["content-range"] == f"bytes {first}-{last}/{len(whole)}"
+        assert int(resp.headers["content-length"]) == last - first + 1
+
+
+def test_a_range_past_the_end_is_416_and_a_stale_if_range_gets_the_whole_body(
+    parts: Parts,
+) -> None:
+    task = parts.ready_task(100)
+    path = f"/myapp/fibotask/id={task.id}"
+    length = 1 + len(reference_text(0, 100))
+    resp = parts.client.simulate_get(path, headers={"Range": f"bytes={length}-"})
+    assert resp.status_code == 416
+    assert resp.headers["content-range"] == f"bytes */{length}"
+    assert "range not satisfiable" in resp.text
+    etag = resp.headers["etag"]
+    stale = parts.client.simulate_get(path, headers={"Range": "bytes=5-", "If-Range": '"v0"'})
+    assert (stale.status_code, len(stale.content)) == (200, length)
+    fresh = parts.client.simulate_get(path, headers={"Range": "bytes=5-", "If-Range": etag})
+    assert (fresh.status_code, len(fresh.content)) == (206, length - 5)
+
+
+def test_a_run_from_a_streams_exactly_those_numbers(parts: Parts) -> None:
+    task = parts.ready_task(700, start=4321)
+    resp = parts.client.simulate_get(f"/myapp/fibotask/id={task.id}")
+    assert resp.content == b"\x00" + reference_text(4321, 700)
+    assert resp.headers["etag"] == '"v1-text-4321-700"'
+
+
+def test_a_cancelled_task_is_410_with_status_byte_4(parts: Parts) -> None:
+    task = parts.tasks.create(500)
+    resp = parts.client.simulate_delete(f"/myapp/tasks/{task.id}")
+    assert (resp.status_code, resp.json["state"]) == (200, "cancelled")
+    again = parts.client.simulate_delete(f"/myapp/tasks/{task.id}")
+    assert (again.status_code, again.json["state"]) == (200, "cancelled")
+    fetched = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    assert (fetched.status_code, fetched.content[:1]) == (410, b"\x04")
+    assert b"cancelled" in fetched.content
+
+
+def test_cancelling_a_ready_task_is_409_and_an_unknown_one_404(parts: Parts) -> None:
+    task = parts.ready_task(10)
+    resp = parts.client.simulate_delete(f"/myapp/tasks/{task.id}")
+    assert resp.status_code == 409 and "already ready" in resp.text
+    unknown = new_task_id(parts.tasks.clock, TEST_ID_KEY)
+    assert parts.client.simulate_delete(f"/myapp/tasks/{unknown}").status_code == 404
+    assert parts.client.simulate_delete("/myapp/tasks/xyz").status_code == 400
+
+
+def test_tasks_are_listed_newest_first_a_page_at_a_time(parts: Parts) -> None:
+    # given five tasks created a millisecond apart, two of them ready
+    made = []
+    for sn in (10, 20, 30, 40, 50):
+        made.append(parts.ready_task(sn) if sn in (20, 40) else parts.tasks.create(sn))
+        parts.tasks.clock += 1
+    get = parts.client.simulate_get
+    # when listed two at a time
+    first = get("/myapp/tasks", query_string="limit=2").json
+    second = get("/myapp/tasks", query_string=f"limit=2&cursor={first['next_cursor']}").json
+    third = get("/myapp/tasks", query_string=f"limit=2&cursor={second['next_cursor']}").json
+    # then every task comes once, newest first, and the last page says there is no more
+    listed = [t["id"] for page in (first, second, third) for t in page["tasks"]]
+    assert listed == [t.id for t in reversed(made)]
+    assert third["next_cursor"] is None
+    ready = get("/myapp/tasks", query_string="state=ready").json
+    assert [t["sn"] for t in ready["tasks"]] == [40, 20]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state=done",
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "limit=",
+        "cursor=xyz",
+        "cursor=",
+        "state=a&state=b",
+    ],
+)
+def test_a_bad_listing_parameter_is_400_naming_it(parts: Parts, query: str) -> None:
+    resp = parts.client.simulate_get("/myapp/tasks", query_string=query)
+    assert resp.status_code == 400
+    assert query.split("=")[0] in resp.text
+
+
+def test_a_pending_answer_gives_progress_in_bytes_and_an_eta(parts: Parts) -> None:
+    # given a running task, a tenth of its bytes stored, started 2 s ago
+    task = parts.tasks.create(1000)
+    parts.tasks.mark_running(task.id, "w")
+    parts.tasks.set_progress(task.id, len(reference_text(0, 1000)) // 10, "w")
+    parts.tasks.clock += 2000
+    # then the fetch and the status say so
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    assert resp.status_code == 202
+    assert resp.headers["x-fibod-progress"] == "0.1000; eta=18"
+    status = parts.client.simulate_get(f"/myapp/tasks/{task.id}").json
+    assert (status["progress"], status["eta_s"]) == (pytest.approx(0.1, abs=1e-4), 18.0)
+
+
+def test_the_document_names_exactly_the_methods_the_fetch_app_answers(parts: Parts) -> None:
+    import yaml
+
+    from fibod.openapi import openapi_yaml
+
+    spec = yaml.safe_load(openapi_yaml())
+    task = parts.ready_task(10)
+    routes = [p for p in spec["paths"] if p.startswith(("/myapp/fibotask", "/myapp/tasks"))]
+    assert len(routes) == 4
+    for path in routes:
+        concrete = path.replace("{id}", task.id)
+        for method in ("GET", "HEAD", "DELETE", "POST", "PUT", "PATCH"):
+            resp = parts.client.simulate_request(method, concrete, query_string=f"id={task.id}")
+            documented = method.lower() in spec["paths"][path]
+            assert (resp.status_code != 405) == documented, (method, path, resp.status_code)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from cluster import write_secrets
 from inventory import (
     ROLE_PROGRAMS,
     ROOT,
@@ -185,3 +186,24 @@ def test_every_role_is_needed(tmp_path: Path) -> None:
     path.write_text(text.replace('roles = ["nginx", "sentinel"]', 'roles = ["sentinel"]'))
     with pytest.raises(InventoryError, match="no host has the roles nginx"):
         load_inventory(path)
+
+
+def test_every_host_shares_the_secrets_a_new_secrets_file_holds(tmp_path: Path) -> None:
+    # given the secrets file `cluster.py secrets` writes
+    path = tmp_path / "new-secrets.env"
+    write_secrets(path)
+    inventory = load_inventory()
+    hosts = [host_settings(inventory, name, path) for name in inventory.names()]
+    # then every host has the same, non-empty Redis password and id secret, and they differ
+    assert len({(s.redis_password, s.id_secret) for s in hosts}) == 1
+    assert hosts[0].id_secret and hosts[0].id_secret != hosts[0].redis_password
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_secrets_file_without_an_id_secret_derives_one_every_host_shares(
+    everyone: dict[str, Settings],
+) -> None:
+    # files written before FIBOD_ID_SECRET existed: the key follows the shared password
+    secrets = {s.id_secret for s in everyone.values()}
+    assert len(secrets) == 1 and secrets != {""}
+    assert Settings(redis_password="b" * 48).id_secret not in secrets

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+import time
 from decimal import Context, Decimal
 
 import gmpy2
@@ -58,3 +60,42 @@ def test_text_and_payload_lengths_of_runs(start: int, count: int) -> None:
 def test_a_negative_index_is_refused() -> None:
     with pytest.raises(ValueError):
         lengths.digits(-1)
+
+
+def test_closed_form_sums_equal_the_sums_of_digits_of_random_runs() -> None:
+    rng = random.Random(12)
+    for _ in range(400):
+        start = rng.choice([0, 1, 62, 63, 64, 65, rng.randrange(10**7)])
+        count = rng.randrange(0, 2_000)
+        digits = [lengths.digits(n) for n in range(start, start + count)]
+        assert lengths.total_digits(start, count) == sum(digits), (start, count)
+        assert lengths.payload_bytes(start, count) == sum(4 + (d + 1) // 2 for d in digits)
+
+
+def test_a_run_s_length_far_out_costs_no_more_than_near_f0() -> None:
+    # sn = 10**7 numbers from F(10**8): a sum of 10**7 floors, computed in closed form
+    started = time.perf_counter()
+    total = lengths.total_digits(10**8, 10**7)
+    assert time.perf_counter() - started < 0.05
+    approx = sum(lengths.digits(n) for n in range(10**8, 10**8 + 10**7, 10**4)) * 10**4
+    assert abs(total - approx) < approx * 1e-3
+
+
+@pytest.mark.parametrize(
+    ("start", "count", "sep"), [(0, 40, " "), (95, 30, "\n"), (7_000, 20, " ")]
+)
+def test_every_offset_of_a_run_s_text_maps_to_its_number_and_digit(
+    start: int, count: int, sep: str
+) -> None:
+    # given the run's text from plain ints, and where each number begins in it
+    text = "".join(f"{gmpy2.fib(n)}{sep}" for n in range(start, start + count))
+    owner, begins = [], []
+    for n in range(start, start + count):
+        begins.append(len(owner))
+        owner += [n] * (len(str(gmpy2.fib(n))) + 1)
+    # then every offset maps to the number holding it and the bytes before it in that number
+    for offset in range(len(text)):
+        n, skip = lengths.number_at(start, count, offset)
+        assert (n, skip) == (owner[offset], offset - begins[n - start]), offset
+    with pytest.raises(ValueError):
+        lengths.number_at(start, count, len(text))

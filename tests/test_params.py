@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fibod.errors import InputError
+from fibod.ids import is_genuine, new_task_id, parse_task_id
 from fibod.params import parse_format, parse_sn, parse_wait, query_params, single
-from fibod.tasks import new_task_id, parse_task_id
 
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("1", 1), ("200000", 200000), ("007", 7)])
@@ -58,13 +58,26 @@ def test_format_defaults_to_text_and_refuses_unknown_names() -> None:
         parse_format("xml")
 
 
-def test_task_ids_are_20_lowercase_hex_digits_that_carry_their_time() -> None:
-    task_id = new_task_id(1_700_000_000_000)
-    assert parse_task_id(task_id) == task_id
+def test_task_ids_are_32_lowercase_hex_digits_that_carry_their_time_and_a_mac() -> None:
+    task_id = new_task_id(1_700_000_000_000, b"key")
+    assert len(task_id) == 32 and parse_task_id(task_id) == task_id
     assert int(task_id[:12], 16) == 1_700_000_000_000
-    for bad in ("", task_id.upper(), task_id + "0", task_id[:-1], "g" * 20, task_id + "\n"):
-        with pytest.raises(InputError):
+    assert is_genuine(task_id, b"key")
+    assert not is_genuine(task_id, b"another key")
+    # any change to time, random part or MAC breaks it
+    for i in (0, 11, 12, 19, 20, 31):
+        changed = task_id[:i] + ("0" if task_id[i] != "0" else "1") + task_id[i + 1 :]
+        assert not is_genuine(changed, b"key"), i
+    bad_ids = ("", task_id.upper(), task_id + "0", task_id[:-1], task_id[:21], "g" * 32)
+    for bad in (*bad_ids, task_id + "\n"):
+        with pytest.raises(InputError, match="32 lowercase hex digits"):
             parse_task_id(bad)
+
+
+def test_legacy_ids_of_20_hex_digits_are_well_formed_but_never_genuine() -> None:
+    legacy = new_task_id(1_700_000_000_000, b"key")[:20]
+    assert parse_task_id(legacy) == legacy
+    assert not is_genuine(legacy, b"key")
 
 
 def test_sn_with_thousands_of_leading_zeros_is_read_as_its_value() -> None:

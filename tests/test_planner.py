@@ -7,6 +7,7 @@ import pytest
 from fibod import keys, planner
 from fibod.segments import SegmentLayout, encode_segment, read_header
 from fibod.testing import MemorySequenceStore, MemoryWorkList
+from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)  # small segments: many of them for small sn
 
@@ -21,14 +22,27 @@ def test_task_segments_cover_exactly_sn() -> None:
     assert planner.task_segments(LAYOUT, 0) == []
 
 
-def test_numbers_done_counts_only_below_sn() -> None:
-    # given a task whose last segment extends beyond sn
+@pytest.mark.parametrize(("start", "sn"), [(1, 1), (7, 500), (1234, 3000), (60_000, 40)])
+def test_task_segments_of_a_run_from_a_cover_exactly_it(start: int, sn: int) -> None:
+    js = planner.task_segments(LAYOUT, sn, start)
+    first, _ = LAYOUT.bounds(js[0])
+    last_start, last_count = LAYOUT.bounds(js[-1])
+    assert first <= start < LAYOUT.start(js[0] + 1)
+    assert last_start < start + sn <= last_start + last_count
+    assert js == list(range(js[0], js[-1] + 1))
+    assert sum(planner.run_part(LAYOUT, j, sn, start)[1] for j in js) == sn
+
+
+@pytest.mark.parametrize("start", [0, 777])
+def test_bytes_done_counts_only_the_run_s_text(start: int) -> None:
+    # given a task whose first and last segments extend beyond its run
     sn = 1000
-    js = planner.task_segments(LAYOUT, sn)
-    # then all present means exactly sn numbers, none present means 0
-    assert planner.numbers_done(LAYOUT, sn, js) == sn
-    assert planner.numbers_done(LAYOUT, sn, []) == 0
-    assert planner.numbers_done(LAYOUT, sn, js[:1]) == LAYOUT.bounds(0)[1]
+    js = planner.task_segments(LAYOUT, sn, start)
+    # then all present means exactly the run's text, none present means 0
+    assert planner.bytes_done(LAYOUT, sn, js, start) == len(reference_text(start, sn))
+    assert planner.bytes_done(LAYOUT, sn, [], start) == 0
+    lo, count = planner.run_part(LAYOUT, js[0], sn, start)
+    assert planner.bytes_done(LAYOUT, sn, js[:1], start) == len(reference_text(lo, count))
 
 
 @pytest.mark.parametrize(

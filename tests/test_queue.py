@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage
@@ -47,3 +49,14 @@ def test_the_request_id_travels_in_the_message_and_old_messages_still_decode() -
     assert QueueMessage.decode(odd).request_id is None
     long = b'{"v":1,"kind":"help","id":"x","sn":1,"rid":"' + b"a" * 500 + b'"}'
     assert QueueMessage.decode(long).request_id == "a" * 64
+
+
+def test_the_first_index_travels_and_older_messages_read_as_0() -> None:
+    msg = QueueMessage(KIND_TASK, "0" * 32, 10, "rid", start=999_940)
+    assert QueueMessage.decode(msg.encode()) == msg
+    old = b'{"v":1,"kind":"task","id":"0123456789abcdef0123","sn":10}'
+    assert QueueMessage.decode(old).start == 0
+    for bad in (-1, "5", True, 1.5):
+        raw = json.dumps({"v": 1, "kind": "task", "id": "x", "sn": 1, "start": bad}).encode()
+        with pytest.raises(ValueError, match="bad sn or start"):
+            QueueMessage.decode(raw)

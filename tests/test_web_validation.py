@@ -14,7 +14,7 @@ from fibod.tasks import TaskState
 from fibod.testing import MemoryTaskStore, RecordingPublisher
 from fibod.web import create_app
 
-SETTINGS = Settings(max_sn=200_000)
+SETTINGS = Settings(max_sn=200_000, max_from=1_000_000)
 
 
 @pytest.fixture
@@ -40,14 +40,39 @@ def test_submit_answers_202_with_id_and_location(client, parts) -> None:
     assert partition is None
 
 
-def test_submit_json_when_asked(client) -> None:
+@pytest.mark.parametrize(("sn", "state"), [(5, 1), (0, 0)])
+def test_submit_json_is_exactly_the_original_task_object(client, parts, sn, state) -> None:
+    # given a submit asking for JSON
     resp = client.simulate_get(
-        "/myapp/fibo", query_string="sn=5", headers={"Accept": "application/json"}
+        "/myapp/fibo", query_string=f"sn={sn}", headers={"Accept": "application/json"}
     )
+    # then the body has the original four fields, of the original types, and no other
     assert resp.status_code == 202
-    assert resp.json["sn"] == 5
-    assert resp.json["state"] == "queued"
-    assert resp.json["result_url"] == f"/myapp/fibotask?id={resp.json['id']}"
+    body = resp.json
+    assert list(body) == ["id", "sn", "state", "createTime"]
+    assert [type(v) for v in body.values()] == [str, int, int, int]
+    assert (body["sn"], body["state"]) == (sn, state)
+    assert body["createTime"] == parts[0].tasks[body["id"]].created
+    assert resp.headers["location"] == f"/myapp/tasks/{body['id']}"
+
+
+def test_submit_from_a_queues_the_run_from_a(client, parts) -> None:
+    tasks, publisher = parts
+    resp = client.simulate_get("/myapp/fibo", query_string="sn=10&from=5000")
+    assert resp.status_code == 202
+    assert (tasks.tasks[resp.text].sn, tasks.tasks[resp.text].start) == (10, 5000)
+    (message, _), *_ = publisher.messages
+    assert (message.sn, message.start) == (10, 5000)
+
+
+@pytest.mark.parametrize(
+    "query", ["from=", "from=-1", "from=1.5", "from=x", "from=1000001", "from=1&from=2"]
+)
+def test_bad_from_is_400_naming_it(client, parts, query: str) -> None:
+    resp = client.simulate_get("/myapp/fibo", query_string=f"sn=5&{query}")
+    assert resp.status_code == 400
+    assert "from" in resp.text
+    assert parts[0].tasks == {}
 
 
 def test_sn_zero_is_ready_without_queueing(client, parts) -> None:
@@ -118,6 +143,7 @@ def test_openapi_document_describes_every_route() -> None:
         "/myapp/fibotask",
         "/myapp/fibotask/id={id}",
         "/myapp/tasks/{id}",
+        "/myapp/tasks",
         "/myapp/vip/fibo",
         "/openapi.yaml",
         "/metrics",

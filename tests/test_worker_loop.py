@@ -11,7 +11,7 @@ from fibod.config import Settings
 from fibod.planner import task_segments
 from fibod.queue import KIND_HELP, KIND_TASK, QueueMessage
 from fibod.segments import SegmentLayout, encode_segment
-from fibod.tasks import TaskState
+from fibod.taskmodel import TaskState
 from fibod.testing import (
     MemorySequenceStore,
     MemoryTaskStore,
@@ -45,6 +45,7 @@ class Parts:
             SETTINGS, self.consumer, self.publisher, self.tasks, self.sequences, self.work, "me"
         )
         self.consumer.when_done = self.worker.request_stop
+        self.tasks.work = self.work  # a cancel empties the task's work list
 
     def queue(self, task_id: str, sn: int, kind: str = KIND_TASK) -> None:
         """Put a message on the scripted topic."""
@@ -196,3 +197,60 @@ def test_a_full_task_store_backs_off_longer_each_time_and_says_so(caplog) -> Non
     ]
     assert all("stub is down" in line for line in retries)
     assert parts.tasks.tasks[task.id].state is TaskState.READY
+
+
+def test_a_task_from_a_computes_only_the_segments_of_its_run(parts: Parts) -> None:
+    # given a queued task of F(5000)..F(5599)
+    task = parts.tasks.create(600, start=5000)
+    parts.consumer.feed(QueueMessage(KIND_TASK, task.id, 600, start=5000).encode())
+    # when the worker runs
+    parts.worker.run()
+    # then exactly the segments covering the run are stored, and the length is the run's
+    js = task_segments(LAYOUT, 600, 5000)
+    assert js[0] > 0
+    assert sorted(parts.sequences.segments) == js
+    done = parts.tasks.tasks[task.id]
+    assert (done.state, done.text_bytes) == (TaskState.READY, len(reference_text(5000, 600)))
+
+
+class CancellingStore(MemorySequenceStore):
+    """A sequence store whose task is cancelled once `after` segments are stored."""
+
+    def __init__(self, tasks: MemoryTaskStore, after: int) -> None:
+        super().__init__(LAYOUT)
+        self.tasks_store, self.after, self.task_id = tasks, after, ""
+
+    def put(self, j: int, segment: bytes) -> bool:
+        stored = super().put(j, segment)
+        if len(self.segments) == self.after:
+            self.tasks_store.cancel(self.task_id)
+        return stored
+
+
+@pytest.mark.parametrize("kind", [KIND_TASK, KIND_HELP])
+def test_a_cancelled_task_stops_at_the_next_segment_and_is_committed(kind: str) -> None:
+    # given a task of many segments, cancelled once 2 segments are stored
+    tasks = MemoryTaskStore()
+    parts = Parts(tasks=tasks, sequences=CancellingStore(tasks, after=2))
+    task = parts.tasks.create(SN)
+    parts.sequences.task_id = task.id
+    if kind == KIND_HELP:  # its owner runs it and published its work list
+        parts.tasks.mark_running(task.id, "the owner")
+        parts.work.publish(task.id, task_segments(LAYOUT, SN))
+    parts.queue(task.id, SN, kind)
+    # when a worker runs its unit
+    parts.worker.run()
+    # then it stopped after those 2, the task stays cancelled, and the unit is committed
+    assert len(parts.sequences.segments) == 2
+    assert len(task_segments(LAYOUT, SN)) > 5
+    assert parts.tasks.tasks[task.id].state is TaskState.CANCELLED
+    assert parts.consumer.committed == [7]
+
+
+def test_a_task_cancelled_while_queued_is_not_computed(parts: Parts) -> None:
+    task = parts.tasks.create(SN)
+    parts.tasks.cancel(task.id)
+    parts.queue(task.id, SN)
+    parts.worker.run()
+    assert parts.sequences.segments == {}
+    assert parts.consumer.committed == [7]

@@ -64,7 +64,7 @@ function drawTasks(page, now) {
     el("td", { class: "id" }, t.id),
     el("td", {}, t.sn.toLocaleString()),
     el("td", {}, el("span", { class: "state " + t.state }, t.state)),
-    el("td", {}, progressBar(t.progress, t.sn, t.state)),
+    el("td", {}, progressBar(t.progress, 1, t.state)),  // progress: the fraction of its bytes
     el("td", {}, age(now - t.created) + " ago"),
     el("td", {}, t.finished ? age(t.finished - (t.started || t.created)) : t.started ? age(now - t.started) : "–"),
   )));

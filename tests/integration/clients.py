@@ -1,6 +1,8 @@
 """HTTP clients of the stack.
 
-`Client` follows the documented client flow (submit, long-poll, stream);
+`Client` follows the documented client flow through `fibod.client` (submit,
+status, wait, stream), the client users get, and keeps a requests session
+for requests the tests write out themselves (`get_path`, `fetch`);
 `raw_get` sends a request as written, from a chosen source address;
 `StreamReader` reads a streamed answer a piece at a time, so a test can
 strike mid-stream and see where the stream ended. The answers are
@@ -9,13 +11,18 @@ checked against tests/reference.py.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from fibod.client import FibodClient
+from fibod.errors import FibodError
 
 #: Longest a test waits for one task, seconds.
 TASK_TIMEOUT_S = 60
@@ -29,17 +36,22 @@ class Client(requests.Session):
     def __init__(self, base_url: str) -> None:
         super().__init__()
         self.base_url = base_url
+        #: The user's client, for the documented flow.
+        self.fibod = FibodClient(base_url)
+
+    def close(self) -> None:
+        """Close both clients."""
+        self.fibod.close()
+        super().close()
 
     def get_path(self, path: str, **kwargs: object) -> requests.Response:
         """GET a path of the base URL."""
         kwargs.setdefault("timeout", TASK_TIMEOUT_S)
         return self.get(self.base_url + path, **kwargs)  # type: ignore[arg-type]
 
-    def submit(self, sn: int | str) -> str:
+    def submit(self, sn: int, start: int = 0) -> str:
         """Submit a task; return its id."""
-        resp = self.get_path("/myapp/fibo", params={"sn": sn})
-        assert resp.status_code == 202, resp.text
-        return resp.text
+        return self.fibod.submit(sn, start)
 
     def fetch(
         self, task_id: str, timeout_s: float = TASK_TIMEOUT_S, **params: str
@@ -51,42 +63,38 @@ class Client(requests.Session):
             if resp.content[:1] != b"\x01" or time.monotonic() > deadline:
                 return resp
 
-    def status(self, task_id: str) -> dict[str, object]:
-        """Return the task as JSON (GET /myapp/tasks/<id>)."""
-        resp = self.get_path(f"/myapp/tasks/{task_id}")
-        assert resp.status_code == 200, resp.text
-        return resp.json()
+    def status(self, task_id: str) -> dict[str, Any]:
+        """Return the task (GET /myapp/tasks/<id>) as a dict of fibod.client's fields."""
+        return dataclasses.asdict(self.fibod.status(task_id))
 
-    def wait_ready(self, task_id: str, timeout_s: float) -> dict[str, object]:
-        """Poll the task's JSON until it is ready; fail loudly after timeout_s."""
+    def wait_ready(self, task_id: str, timeout_s: float) -> dict[str, Any]:
+        """Poll the task until it is ready or failed; fail loudly after timeout_s."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 task = self.status(task_id)
-            except (requests.RequestException, AssertionError):
+            except FibodError:
                 task = {"state": "unreachable"}  # a store may be restarting
             if task["state"] in ("ready", "failed"):
                 return task
             assert time.monotonic() < deadline, f"task {task_id} not ready in {timeout_s} s: {task}"
             time.sleep(0.1)
 
-    def stream_digest(self, task_id: str) -> StreamDigest:
-        """Stream a ready task and hash its body without holding it."""
-        with self.get_path("/myapp/fibotask", params={"id": task_id}, stream=True) as resp:
-            hasher = hashlib.sha256()
-            first, size = b"", 0
-            for chunk in resp.iter_content(READ_CHUNK_BYTES):
-                if not first:
-                    first, chunk = chunk[:1], chunk[1:]
+    def stream_digest(self, task_id: str, fmt: str = "text") -> StreamDigest:
+        """Stream a ready task and hash its body without holding it.
+
+        fibod.client checks the first byte (0x00) and the length it reads.
+        """
+        stream = self.fibod.open_result(task_id, fmt)
+        hasher = hashlib.sha256()
+        try:
+            for chunk in stream.chunks(READ_CHUNK_BYTES):
                 hasher.update(chunk)
-                size += len(chunk)
-            return StreamDigest(
-                resp.status_code,
-                first,
-                size,
-                hasher.hexdigest(),
-                resp.headers.get("Content-Length"),
-            )
+        finally:
+            stream.close()
+        return StreamDigest(
+            200, b"\x00", stream.received, hasher.hexdigest(), str(1 + stream.length)
+        )
 
 
 @dataclass(frozen=True)

@@ -79,28 +79,33 @@ def test_bad_sn_gets_400_with_a_reason(http, query: str) -> None:
     assert "sn" in reason or "query" in reason
 
 
+#: A well-formed id: 32 lowercase hex digits (20, without the MAC, are the legacy form).
+GOOD_ID = "0123456789abcdef0123456789abcdef"
 BAD_IDS = {
-    "too short": "0123456789abcdef012",
-    "too long": "0123456789abcdef01234",
+    "too short": GOOD_ID[:19],
+    "between the two lengths": GOOD_ID[:21],
+    "one short": GOOD_ID[:31],
+    "too long": GOOD_ID + "0",
     "very long": "0" * 4000,
-    "upper case": "0123456789ABCDEF0123",
+    "upper case": GOOD_ID.upper(),
     "dot dot slash": "..%2F..%2F..%2Fetc%2Fpasswd",
     "star": "*",
-    "star suffix": "0123456789abcdef012*",
-    "question mark": "0123456789abcdef012%3F",
+    "star suffix": GOOD_ID[:31] + "*",
+    "question mark": GOOD_ID[:31] + "%3F",
     "glob class": "[0-9a-f]*",
     "redis key": "fibod:task:*",
-    "newline": "0123456789abcdef0123%0A",
-    "crlf injection": "0123456789abcdef0123%0D%0APING",
-    "nul": "0123456789abcdef012%00",
-    "space": "0123456789abcdef012%20",
-    "unicode digits": "%D9%A3" * 20,
+    "newline": GOOD_ID + "%0A",
+    "crlf injection": GOOD_ID + "%0D%0APING",
+    "nul": GOOD_ID[:31] + "%00",
+    "space": GOOD_ID[:31] + "%20",
+    "unicode digits": "%D9%A3" * 32,
     "empty": "",
 }
 ID_ROUTES = {
     "query form": "/myapp/fibotask?id={}",
     "path form": "/myapp/fibotask/id={}",
     "status": "/myapp/tasks/{}",
+    "list cursor": "/myapp/tasks?cursor={}",
 }
 
 
@@ -114,7 +119,7 @@ def test_bad_id_gets_a_clear_4xx(http, route: str, bad_id: str) -> None:
     assert resp.status_code in (400, 404), resp.text
     assert len(resp.text) < 300 and resp.text.count("\n") == 1, resp.text
     if resp.status_code == 400 and not resp.text.startswith("bad request: malformed request"):
-        assert "id" in resp.text
+        assert "id" in resp.text or "cursor" in resp.text
     assert b"Traceback" not in resp.content
 
 

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fibod import keys
 from fibod.config import APP_USER, REDIS_ADMIN_USER
+from fibod.ids import id_key, new_task_id
 from tests.integration.clients import raw_get
 from tests.integration.faults import drop_ghost_claims, ghost_claim
 from tests.integration.stack import VAR, kafka_config, process_tree, wait_for
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_finished_task_expires_after_the_configured_ttl(
-    stack, http, task_redis, task_store, sequence_redis, sequence_store, layout
+    stack, http, task_redis, task_store, sequence_redis, sequence_store, layout, settings
 ) -> None:
     ttl_s = int(stack.env.get("FIBOD_TASK_TTL_S", 24 * 3600))
     assert ttl_s >= 24 * 3600
@@ -54,12 +55,15 @@ def test_finished_task_expires_after_the_configured_ttl(
     # then its hash expires after the configured TTL (and not before)
     remaining = task_redis.ttl(keys.task_key(running))
     assert ttl_s - 60 < remaining <= ttl_s
-    # and an absent id older than the TTL is reported expired on every route
-    old = f"{int(time.time() * 1000) - (ttl_s + 3600) * 1000:012x}0badc0de"
+    # and an absent id fibod issued longer than the TTL ago is reported expired on every route
+    old = new_task_id(int(time.time() * 1000) - (ttl_s + 3600) * 1000, id_key(settings.id_secret))
     for path in (f"/myapp/fibotask?id={old}", f"/myapp/fibotask/id={old}"):
         resp = http.get_path(path)
         assert resp.status_code == 410 and resp.content[:1] == b"\x03", resp.content
     assert http.get_path(f"/myapp/tasks/{old}").status_code == 410
+    # while one as old that fibod never issued (its MAC is wrong) is unknown
+    forged = old[:20] + "0" * 12
+    assert http.get_path(f"/myapp/fibotask?id={forged}").status_code == 404
 
 
 @pytest.mark.parametrize("url_field", ["task_redis_url", "sequence_redis_url"])

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from fibod.ids import id_key, new_task_id
 from tests.integration.clients import Client
 from tests.reference import binary_body_numbers, reference_text
 
@@ -54,7 +55,7 @@ def test_original_client_flow(http) -> None:
     )
     assert resp.status_code == 202
     body = resp.json()
-    assert (body["sn"], body["state"]) == (3000, "queued")
+    assert (body["sn"], body["state"]) == (3000, 1)
     assert resp.headers["Location"] == f"/myapp/tasks/{body['id']}"
     # when the client polls the query form until the first byte is 0
     deadline = time.monotonic() + 30
@@ -154,18 +155,23 @@ def test_bad_sn_is_400_with_reason(http, query: str) -> None:
     assert "sn" in resp.text
 
 
-def test_unknown_malformed_and_expired_ids(http) -> None:
-    unknown = f"{int(time.time() * 1000):012x}00000000"
-    expired = f"{int(time.time() * 1000) - 400 * 86400 * 1000:012x}00000000"
-    for url in (f"/myapp/fibotask?id={unknown}", f"/myapp/fibotask/id={unknown}"):
-        resp = http.get_path(url)
-        assert resp.status_code == 404 and unknown in resp.text
-    assert http.get_path(f"/myapp/tasks/{unknown}").status_code == 404
+def test_unknown_malformed_and_expired_ids(http, settings) -> None:
+    now_ms = int(time.time() * 1000)
+    key = id_key(settings.id_secret)
+    unknown = new_task_id(now_ms, key)
+    expired = new_task_id(now_ms - 400 * 86400 * 1000, key)  # as fibod issued it long ago
+    forged = f"{now_ms - 400 * 86400 * 1000:012x}{'0' * 20}"  # as old, but never issued
+    for task_id in (unknown, forged):
+        for url in (f"/myapp/fibotask?id={task_id}", f"/myapp/fibotask/id={task_id}"):
+            resp = http.get_path(url)
+            assert resp.status_code == 404 and task_id in resp.text
+        assert http.get_path(f"/myapp/tasks/{task_id}").status_code == 404
     for url in ("/myapp/fibotask?id=xyz", "/myapp/fibotask/id=XYZ", "/myapp/tasks/123"):
         resp = http.get_path(url)
         assert resp.status_code == 400 and "malformed" in resp.text
     resp = http.get_path(f"/myapp/fibotask?id={expired}")
     assert resp.status_code == 410 and resp.content[:1] == b"\x03"
+    assert http.get_path(f"/myapp/tasks/{expired}").status_code == 410
 
 
 def test_task_status_json(http) -> None:
@@ -174,8 +180,9 @@ def test_task_status_json(http) -> None:
     resp = http.get_path(f"/myapp/tasks/{task_id}")
     assert resp.status_code == 200
     body = resp.json()
-    assert (body["id"], body["sn"], body["state"]) == (task_id, 1000, "ready")
-    assert body["progress"] == 1000
+    assert (body["id"], body["sn"], body["from"], body["state"]) == (task_id, 1000, 0, "ready")
+    assert (body["progress"], body["eta_s"]) == (1.0, 0.0)
+    assert body["text_bytes"] == len(reference_text(0, 1000))
     assert body["created"] <= body["started"] <= body["finished"]
 
 

@@ -1,4 +1,4 @@
-"""Task state only moves forward, and only its owner finishes it.
+"""Task state only moves forward, only its owner finishes it, a cancel is final.
 
 The same specification runs against the Redis task store (its Lua
 scripts) and its in-memory twin (fibod/testing.py), so the twin the unit
@@ -7,11 +7,14 @@ tests use cannot drift from the real rules.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from fibod import keys
+from fibod.errors import ConflictError, NotFoundError
+from fibod.ids import id_key
 from fibod.redis_client import connect_task_store
 from fibod.tasks import Task, TaskState, TaskStore
 from fibod.testing import MemoryTaskStore
@@ -24,7 +27,7 @@ def store(request: pytest.FixtureRequest, settings) -> TaskStore | MemoryTaskSto
     """The task store under test: the stack's Redis task store, or the twin."""
     if request.param == "memory":
         return MemoryTaskStore()
-    return TaskStore(connect_task_store(settings), settings.task_ttl_s)
+    return TaskStore(connect_task_store(settings), settings.task_ttl_s, id_key(settings.id_secret))
 
 
 @pytest.fixture
@@ -51,16 +54,16 @@ def test_a_taken_over_task_cannot_be_finished_by_its_old_owner(store, new_task) 
     assert not store.mark_failed(task.id, "late failure", owner=LATE)
     # then the task stays running for its new owner, who finishes it
     assert store.get(task.id).state is TaskState.RUNNING
-    assert store.mark_ready(task.id, 10, 1234, owner=OWNER)
+    assert store.mark_ready(task.id, 1234, owner=OWNER)
     assert store.get(task.id).state is TaskState.READY
 
 
 def test_ready_is_final(store, new_task) -> None:
     task = new_task(10)
     store.mark_running(task.id, OWNER)
-    assert store.mark_ready(task.id, 10, 1234, owner=OWNER)
+    assert store.mark_ready(task.id, 1234, owner=OWNER)
     assert not store.mark_failed(task.id, "too late", owner=OWNER)
-    assert not store.mark_ready(task.id, 10, 999, owner=OWNER)
+    assert not store.mark_ready(task.id, 999, owner=OWNER)
     assert not store.mark_running(task.id, LATE)
     final = store.get(task.id)
     assert (final.state, final.text_bytes, final.error) == (TaskState.READY, 1234, None)
@@ -78,5 +81,56 @@ def test_progress_only_grows_and_only_for_the_owner(store, new_task) -> None:
 def test_a_caller_outside_the_workers_finishes_whoever_owns_it(store, new_task) -> None:
     task = new_task(10)
     store.mark_running(task.id, OWNER)
-    assert store.mark_ready(task.id, 10, 1234)
+    assert store.mark_ready(task.id, 1234)
     assert store.get(task.id).state is TaskState.READY
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_a_cancel_is_final_for_the_owner_and_everyone(store, new_task, started: bool) -> None:
+    # given a queued task, or one its owner runs
+    task = new_task(10)
+    if started:
+        store.mark_running(task.id, OWNER)
+    # when it is cancelled
+    assert store.cancel(task.id).state is TaskState.CANCELLED
+    # then nobody moves it on: not its owner, not a newcomer, not progress
+    assert not store.mark_ready(task.id, 1234, owner=OWNER)
+    assert not store.mark_ready(task.id, 1234)
+    assert not store.mark_failed(task.id, "late", owner=OWNER)
+    assert not store.mark_running(task.id, LATE)
+    assert not store.set_progress(task.id, 5, OWNER)
+    cancelled = store.get(task.id)
+    assert cancelled.state is TaskState.CANCELLED and cancelled.finished is not None
+    # and cancelling again is no error
+    assert store.cancel(task.id).state is TaskState.CANCELLED
+
+
+def test_an_ended_task_cannot_be_cancelled_and_an_unknown_one_is_not_found(store, new_task) -> None:
+    task = new_task(10)
+    store.mark_ready(task.id, 1234)
+    with pytest.raises(ConflictError, match="already ready"):
+        store.cancel(task.id)
+    assert store.get(task.id).state is TaskState.READY
+    with pytest.raises(NotFoundError):
+        store.cancel(task.id[:-1] + ("0" if task.id[-1] != "0" else "1"))
+
+
+def test_the_listing_is_newest_first_and_filters_by_state(store, new_task) -> None:
+    # given three tasks made in this order, a millisecond apart (ids order by it), the
+    # second cancelled
+    made = []
+    for sn in (10, 20, 30):
+        made.append(new_task(sn))
+        if isinstance(store, MemoryTaskStore):
+            store.clock += 1
+        else:
+            time.sleep(0.002)
+    store.cancel(made[1].id)
+    # then they are listed newest first, across pages
+    first = store.list_tasks(None, 2, None)
+    assert [t.id for t in first.tasks][:2] == [made[2].id, made[1].id]
+    rest = store.list_tasks(None, 1, first.next_cursor)
+    assert rest.tasks[0].id == made[0].id
+    cancelled = store.list_tasks(TaskState.CANCELLED, 100, None)
+    assert made[1].id in [t.id for t in cancelled.tasks]
+    assert made[0].id not in [t.id for t in cancelled.tasks]

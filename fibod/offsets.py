@@ -1,0 +1,86 @@
+"""Where each byte of a ready result lies: which segment, number and digit.
+
+A ready body is the status byte 0x00, then the run F(start)..F(start+sn-1)
+in one format: as text (each number and a separator), or as the stored
+segments that cover it, whole (`format=binary`). The length of every
+part is known from the indices alone (fibod/lengths.py), so any byte
+range maps to the segments it touches, and within a text segment to a
+number and a digit, without generating anything before it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
+
+from fibod import lengths
+from fibod.planner import run_part, task_segments
+from fibod.protocol import FORMATS
+from fibod.segments import OVERHEAD_BYTES, SegmentLayout
+
+#: Bytes before the run in a ready body: the status byte.
+STATUS_BYTES = 1
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one segment contributes to a body or to a range of it.
+
+    Text: render `count` numbers from F(first), drop `skip` bytes, send
+    `size`. Binary: send `size` bytes of the stored segment from `skip`.
+    """
+
+    j: int
+    first: int
+    count: int
+    skip: int
+    size: int
+
+
+class ResultBody:
+    """The byte layout of one ready body: 0x00, then the run in a format."""
+
+    def __init__(self, layout: SegmentLayout, start: int, sn: int, fmt: str) -> None:
+        self.layout = layout
+        self.start = start
+        self.sn = sn
+        self.fmt = fmt
+        self.sep_bytes = len(FORMATS[fmt])
+        self.js = task_segments(layout, sn, start)
+        #: ends[i] is the run's bytes up to the end of segment js[i].
+        self._ends = list(accumulate(self._segment_bytes(j) for j in self.js))
+
+    @property
+    def length(self) -> int:
+        """Bytes of the whole body, status byte included."""
+        return STATUS_BYTES + (self._ends[-1] if self._ends else 0)
+
+    def pieces(self, first: int = STATUS_BYTES, last: int | None = None) -> Iterator[Piece]:
+        """Yield the pieces holding body bytes first..last (inclusive, after the status byte)."""
+        end = self.length - 1 if last is None else last
+        offset = max(first, STATUS_BYTES) - STATUS_BYTES  # in the run, after 0x00
+        stop = end - STATUS_BYTES + 1
+        i = bisect.bisect_right(self._ends, offset)
+        while offset < stop and i < len(self.js):
+            seg_begin = self._ends[i - 1] if i else 0
+            local, upto = offset - seg_begin, min(self._ends[i], stop) - seg_begin
+            yield self._piece(self.js[i], local, upto)
+            offset = seg_begin + upto
+            i += 1
+
+    def _segment_bytes(self, j: int) -> int:
+        if self.fmt == "binary":
+            return OVERHEAD_BYTES + lengths.payload_bytes(*self.layout.bounds(j))
+        lo, count = run_part(self.layout, j, self.sn, self.start)
+        return lengths.total_digits(lo, count) + self.sep_bytes * count
+
+    def _piece(self, j: int, local: int, upto: int) -> Piece:
+        """Segment j's bytes local..upto-1 (offsets in its share of the run)."""
+        if self.fmt == "binary":
+            return Piece(j, 0, 0, local, upto - local)
+        lo, count = run_part(self.layout, j, self.sn, self.start)
+        first, skip = lengths.number_at(lo, count, local, self.sep_bytes)
+        last, _ = lengths.number_at(lo, count, upto - 1, self.sep_bytes)
+        return Piece(j, first, last - first + 1, skip, upto - local)
