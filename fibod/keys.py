@@ -14,7 +14,7 @@ TASK_PREFIX = PREFIX + "task:"
 #: Stored segments in the sequence store: fibod:seg:{<segment_bytes>:<j>}.
 SEGMENT_PREFIX = PREFIX + "seg:"
 #: Compute claims in the sequence store: fibod:claim:{<segment_bytes>:<j>}. The
-#: braces put a segment and its claim in one Redis Cluster slot (one script
+#: braces put a segment and its claim in one Redis Cluster slot (one pipeline
 #: checks and claims both), while segments still spread over every slot.
 CLAIM_PREFIX = PREFIX + "claim:"
 #: Index of task ids for listing (a sorted set, all scores 0, so members sort

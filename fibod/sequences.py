@@ -36,19 +36,6 @@ end
 return 0
 """
 
-# Claim a segment unless it is stored: one command, both keys in one slot.
-CLAIM_SEGMENT_LUA = """
--- KEYS[1]: claim key, KEYS[2]: segment key. ARGV[1]: owner, ARGV[2]: lease ms.
--- Returns 2 if the segment is stored, 1 if claimed now, 0 if another holds it.
-if redis.call('EXISTS', KEYS[2]) == 1 then
-    return 2
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return 1
-end
-return 0
-"""
-
 
 @dataclass(frozen=True)
 class NodeStats:
@@ -98,7 +85,6 @@ class SequenceStore:
         self.layout = layout
         self._counters = counters
         self._discard = client.register_script(DISCARD_SEGMENT_LUA)
-        self._claim = client.register_script(CLAIM_SEGMENT_LUA)
 
     def key(self, j: int) -> str:
         """Name segment j in this layout."""
@@ -130,12 +116,23 @@ class SequenceStore:
     def claim(self, j: int, owner: str, lease_ms: int) -> Claim:
         """Claim segment j for computing (SET NX PX), unless it is stored.
 
-        One script, so one command: the check and the claim cannot be
-        split by a store of the segment in between.
+        The claim and a look at the segment go in one round trip, two
+        commands (a script would add its own call to each segment's count,
+        issue 9). A claim taken on a segment found stored is given back at
+        once, so others see it stored, not taken. A segment stored between
+        the two commands (by a worker whose claim had expired) is computed
+        again and its write refused: CPU, never a wrong byte.
         """
         claim_key = keys.claim_key(self.layout.segment_bytes, j)
-        found = self._claim(keys=[claim_key, self.key(j)], args=[owner, lease_ms])
-        return Claim(int(found))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(claim_key, owner, nx=True, px=lease_ms)
+            pipe.exists(self.key(j))
+            claimed, stored = pipe.execute()
+        if stored:
+            if claimed:
+                self._redis.delete(claim_key)
+            return Claim.STORED
+        return Claim.CLAIMED if claimed else Claim.TAKEN
 
     @store_call(_STORE)
     def store(self, j: int, segment: bytes) -> bool:

@@ -63,10 +63,10 @@ class MemorySequenceStore:
         return [j for j in js if j not in self.segments]
 
     def claim(self, j: int, owner: str, lease_ms: int) -> Claim:
-        if j in self.claims:
-            return Claim.TAKEN
         if j in self.segments:
             return Claim.STORED
+        if j in self.claims:
+            return Claim.TAKEN
         self.claims[j] = owner
         return Claim.CLAIMED
 
