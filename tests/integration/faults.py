@@ -244,9 +244,12 @@ def stop_holding_a_claim(
             continue
         os.kill(pid, signal.SIGSTOP)
         time.sleep(SETTLE_S)
-        caught = held_claim(sequence_redis, layout, mine[0], owner)
-        if caught is not None:
-            return dataclasses.replace(caught, misses=misses)
+        # its claims on stored segments linger until their lease ends: the
+        # newest claim is the one it may still be computing
+        for j in reversed(mine):
+            caught = held_claim(sequence_redis, layout, j, owner)
+            if caught is not None:
+                return dataclasses.replace(caught, misses=misses)
         misses += 1
         os.kill(pid, signal.SIGCONT)
     raise AssertionError(f"worker {pid} not caught holding a claim ({misses} misses)")
