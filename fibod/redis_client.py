@@ -41,8 +41,9 @@ class BulkValueConnection(redis.Connection):
 
     redis-py packs commands with hiredis when it is installed, which copies
     every argument into one buffer: on 2 MiB segments that cost a worker
-    2.0 CPU-s per GB stored against 0.35 with redis-py's own packer, which
-    sends a value over 6,000 bytes as its own chunk (docs/BENCHMARKS.md).
+    about 2 CPU-s per GB stored against 0.2-0.35 with redis-py's own
+    packer, which sends a value over 6,000 bytes as its own chunk
+    (bench/redis_packer.py, docs/BENCHMARKS.md).
     Replies are still parsed by hiredis.
     """
 
