@@ -31,7 +31,7 @@ from fibod.errors import SegmentError
 from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
 from fibod.segments import SegmentLayout, validate_segment
 from fibod.tasks import TaskStore
-from tests.integration.stack import VAR, kafka_config
+from tests.integration.stack import VAR, inject_signal, kafka_config
 from tests.reference import gmpy2_run, segment_numbers_by_hand
 
 
@@ -242,7 +242,7 @@ def stop_holding_a_claim(
         if not mine:
             time.sleep(0.001)
             continue
-        os.kill(pid, signal.SIGSTOP)
+        inject_signal(pid, signal.SIGSTOP)
         time.sleep(SETTLE_S)
         # its claims on stored segments linger until their lease ends: the
         # newest claim is the one it may still be computing

@@ -25,6 +25,20 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
+#: FIBOD_TEST_DRY_FAULTS=1 makes every fault injection of the tests a no-op
+#: (`inject_signal`, `Supervisor.kill_and_hold`, `Supervisor.fault_stop`), to
+#: show that each fault test fails when its fault does not happen
+#: (docs/RELIABILITY.md, "Each fault test fails without its fault").
+DRY_FAULTS = os.environ.get("FIBOD_TEST_DRY_FAULTS") == "1"
+
+
+def inject_signal(pid: int, sig: signal.Signals) -> None:
+    """Send a fault's signal (SIGKILL, SIGSTOP) to a process; nothing when dry."""
+    if DRY_FAULTS and sig in (signal.SIGKILL, signal.SIGSTOP):
+        return
+    os.kill(pid, sig)
+
+
 VAR = ROOT / "var"
 #: The settings `scripts/up.sh` started the stack with.
 EFFECTIVE_ENV_FILE = VAR / "conf" / "fibod.env"
@@ -179,6 +193,8 @@ class Supervisor:
         starting up would hold a TERM for its whole stopwaitsecs.
         """
         victim = self.pid(name)
+        if DRY_FAULTS:
+            return victim
         os.kill(victim, signal.SIGKILL)
         stopper = threading.Thread(target=self.stop, args=(name,), daemon=True)
         stopper.start()
@@ -191,6 +207,11 @@ class Supervisor:
             stopper.join(0.2)
         assert self.states().get(name) == "STOPPED", self.states()
         return victim
+
+    def fault_stop(self, name: str) -> None:
+        """Stop a program as a test's fault (supervisorctl stop); nothing when dry."""
+        if not DRY_FAULTS:
+            self.stop(name)
 
     def restore(self) -> None:
         """Continue frozen programs, start stopped ones, wait for all."""
