@@ -25,11 +25,11 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
-#: FIBOD_TEST_DRY_FAULTS=1 makes every fault injection of the tests a no-op
+#: TEST_DRY_FAULTS=1 makes every fault injection of the tests a no-op
 #: (`inject_signal`, `Supervisor.kill_and_hold`, `Supervisor.fault_stop`), to
 #: show that each fault test fails when its fault does not happen
 #: (docs/RELIABILITY.md, "Each fault test fails without its fault").
-DRY_FAULTS = os.environ.get("FIBOD_TEST_DRY_FAULTS") == "1"
+DRY_FAULTS = os.environ.get("TEST_DRY_FAULTS") == "1"
 
 
 def inject_signal(pid: int, sig: signal.Signals) -> None:
