@@ -206,10 +206,10 @@ def runs_nginx(settings: Settings) -> bool:
 def fallback_reason(settings: Settings) -> str | None:
     """Say why settings.run_user cannot run this host's stack (as root), or None."""
     name = settings.run_user
-    if (reason := ensure_user(name)) is not None:
-        return reason
     if runs_nginx(settings) and settings.http_port < unprivileged_port_start():
         return f"nginx as user {name} cannot listen on port {settings.http_port} (below 1024)"
+    if (reason := ensure_user(name)) is not None:
+        return reason
     return check_access(name, str(nearest_existing(Path(settings.state_dir).parent)))
 
 
