@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import run_user
 from render_conf import FALLBACK_NOTE, render_all
 from run_user import Resolution, RunUser, blocked_at, fallback_reason, resolve
 
@@ -24,7 +25,11 @@ def test_an_empty_run_user_means_whoever_runs_make_up() -> None:
     assert (resolution.user, resolution.fallback_reason) == (RunUser.current().name, None)
 
 
-def test_a_port_below_1024_keeps_nginx_from_running_as_another_user() -> None:
+def test_a_port_below_1024_keeps_nginx_from_running_as_another_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a kernel that keeps ports below 1024 for root (its default)
+    monkeypatch.setattr(run_user, "unprivileged_port_start", lambda: 1024)
     reason = fallback_reason(Settings(run_user=OTHER, http_port=80))
     assert reason == f"nginx as user {OTHER} cannot listen on port 80 (below 1024)"
 
