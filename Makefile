@@ -1,5 +1,8 @@
 # fibod: the two commands of the README are `make up` and `make test`.
-PYTHON ?= python3
+# Debian's python3 where there is one: a venv made from it can be run by the
+# unprivileged user the stack runs as (FIBOD_RUN_USER), while one made from a
+# python under /root (pyenv) cannot: /root is 0700 (docs/OPERATIONS.md).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

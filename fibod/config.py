@@ -314,6 +314,14 @@ class Settings:
         "4gb", "sequence store memory cap; full = LRU eviction", scope=STACK, pattern=_SIZE
     )
     # --- Processes ------------------------------------------------------------
+    run_user: str = setting(
+        "fibod",
+        "user every program runs as (supervisord alone stays root; `make up` creates it); "
+        "empty = whoever runs `make up`; one that cannot reach the checkout falls back to "
+        "that user with a warning",
+        scope=STACK,
+        pattern=r"([a-z_][a-z0-9_-]{0,31})?",
+    )
     workers: str = setting(
         "auto",
         "worker processes; auto = one per usable core",

@@ -19,6 +19,11 @@ from fibod.logs import gunicorn_logconfig
 with contextlib.suppress(SettingsError):
     logconfig_dict = gunicorn_logconfig(Settings.from_env())
 
+# No control socket (gunicorn 25.1+): supervisor manages the processes, and
+# its default path, $HOME/.gunicorn/gunicorn.ctl, is root's home (supervisor
+# switches the user, not HOME) and one path for all four apps.
+control_socket_disable = True
+
 
 def on_starting(_server: Any) -> None:
     """Start the program's metrics from zero: empty its folder before any worker forks."""

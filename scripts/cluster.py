@@ -50,7 +50,8 @@ from inventory import (
     load_inventory,
     state_dir,
 )
-from render_conf import ConfigError, new_secrets, render_all, write_private
+from render_conf import ConfigError, new_secrets, render_all, with_run_user, write_private
+from run_user import RunUser
 from supervisor.xmlrpc import SupervisorTransport
 
 from fibod.config import Settings, SettingsError, load, withheld_from_apps
@@ -274,7 +275,10 @@ def render_host(inventory: Inventory, name: str, secrets: Path) -> list[str]:
             "secrets", f"{secrets} is missing: make it once with `cluster.py secrets --out FILE`"
         )
     try:
-        return render_all(host_settings(inventory, name, secrets))
+        settings, resolution = with_run_user(host_settings(inventory, name, secrets))
+        if resolution.fallback_reason:
+            log(f"{name}: {resolution.warning()}")
+        return render_all(settings, resolution.fallback_reason)
     except (InventoryError, SettingsError, ConfigError) as exc:
         raise ClusterError(f"{name} render", str(exc)) from None
 
@@ -297,9 +301,13 @@ def cold_start(inventory: Inventory) -> None:
     for host in inventory.with_role("nginx"):
         state = state_dir(host)
         conf = f"{state}/conf/nginx.conf"
-        nginx_test = ["nginx", "-q", "-t", "-p", f"{state}/nginx/", "-c", conf]
+        # as the user it runs as: as root, nginx -t gives its temp folders to `nobody`
+        error_log = f"{state}/log/nginx-error.log"
+        user = RunUser.named(settings_of(host).run_user)
+        run_as = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", "--"]
+        nginx_test = [*run_as, "nginx", "-q", "-t", "-p", f"{state}/nginx/", "-c", conf]
         result = subprocess.run(
-            netns.exec_argv(inventory.namespace(host), [*nginx_test, "-e", "/dev/stderr"]),
+            netns.exec_argv(inventory.namespace(host), [*nginx_test, "-e", error_log]),
             capture_output=True, text=True, env=host_environment(host), check=False,
         )  # fmt: skip
         if result.returncode != 0:

@@ -33,6 +33,9 @@ declare -A NEEDS=(
     [chromium-driver]=/usr/bin/chromedriver
     # rotates the logs nginx and Redis write themselves (ops/logrotate.conf.in)
     [logrotate]=/usr/sbin/logrotate
+    # the .venv's Python (Makefile): Debian's, which the run user may execute
+    [python3]=/usr/bin/python3
+    [python3-dev]=/usr/bin/python3-config
 )
 # package -> the systemd unit it ships and enables
 declare -A UNITS=([redis-server]=redis-server [nginx]=nginx [prometheus]=prometheus)
@@ -46,6 +49,10 @@ for package in "${!NEEDS[@]}"; do
         command -v "$program" >/dev/null || missing+=("$package")
     fi
 done
+# python3-venv ships no program: Debian's python3 then lacks ensurepip.
+if ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
 if ((${#missing[@]} == 0)); then
     log "Debian packages present"
     exit 0

@@ -42,6 +42,17 @@ as_root() {
     fi
 }
 
+# Run a command as the programs' user (FIBOD_RUN_USER of the effective
+# settings). setpriv, not runuser: no PAM session, so the limits stay
+# supervisord's (runuser's pam_limits would lower open files to 1024).
+as_run_user() {
+    if ((EUID == 0)) && [[ ${FIBOD_RUN_USER:-root} != root ]]; then
+        setpriv --reuid="$FIBOD_RUN_USER" --regid="$(id -g "$FIBOD_RUN_USER")" --init-groups -- "$@"
+    else
+        "$@"
+    fi
+}
+
 # True if the pid runs (a zombie left by a killed daemon does not count).
 alive() {
     local state

@@ -30,6 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import state_access
+from run_user import Resolution, RunUser, resolve
+
 from fibod.config import ADMIN_USER, APP_USER, REDIS_ADMIN_USER, Settings, SettingsError, load
 from fibod.envfile import read_env_file
 
@@ -52,6 +55,8 @@ SENTINEL_TEMPLATE = ROOT / "ops" / "redis" / "sentinel.conf.in"
 SEQUENCE_NODE_TEMPLATE = ROOT / "ops" / "redis" / "sequence-node.conf.in"
 #: The effective settings, under <state dir>/conf/.
 EFFECTIVE_NAME = "fibod.env"
+#: Starts the comment of the effective settings that says why FIBOD_RUN_USER fell back.
+FALLBACK_NOTE = "FIBOD_RUN_USER fell back: "
 
 #: Folders under the state dir that the programs expect to exist.
 STATE_DIRS = (
@@ -163,6 +168,12 @@ def effective_settings(environ: dict[str, str], settings_file: Path) -> Settings
     return settings
 
 
+def with_run_user(settings: Settings) -> tuple[Settings, Resolution]:
+    """Settings whose FIBOD_RUN_USER is who the programs will run as (scripts/run_user.py)."""
+    resolution = resolve(settings)
+    return load(settings.to_env() | {"FIBOD_RUN_USER": resolution.user}), resolution
+
+
 def redis_acl(settings: Settings) -> str:
     """The users of every Redis server: the apps' (fibod:* keys, no dangerous
     or admin command: no FLUSHALL, CONFIG, KEYS, SHUTDOWN ...; INFO, for the
@@ -199,9 +210,15 @@ def template_values(settings: Settings) -> dict[str, str]:
     values["FIBOD_REDIS_ADMIN_USER"] = REDIS_ADMIN_USER
     values["FIBOD_ADMIN_USER"] = ADMIN_USER
     values["FIBOD_APP_USER"] = APP_USER
-    # Workers of a root master would switch to `nobody`, who may not reach a
-    # repo under /root; as another user the directive is moot.
-    values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if os.geteuid() == 0 else ""
+    # nginx runs as the run user, master and workers (8080 needs no root).
+    # Only when everything runs as root (the fallback) is the master root:
+    # its workers would switch to `nobody`, who may not reach a checkout
+    # under /root, so they stay root too.
+    run_user = RunUser.named(settings.run_user)
+    values["FIBOD_NGINX_USER_DIRECTIVE"] = "user root root;" if run_user.uid == 0 else ""
+    # logrotate makes nginx's new log files the run user's, who reopens them.
+    values["FIBOD_RUN_USER_ID"] = str(run_user.uid)
+    values["FIBOD_RUN_GROUP_ID"] = str(run_user.gid)
     # nginx: one `server` line per app server; a request tries each at most once.
     for app, upstreams in (
         ("SUBMIT", settings.submit_upstreams),
@@ -268,10 +285,14 @@ def write_if_changed(path: Path, text: str, private: bool) -> bool:
     return True
 
 
-def render_all(settings: Settings) -> list[str]:
-    """Make the state dir and every rendered file; return the changed names."""
+def render_all(settings: Settings, fallback_reason: str | None = None) -> list[str]:
+    """Make the state dir and every rendered file; return the changed names.
+
+    Owners and modes follow FIBOD_RUN_USER (scripts/state_access.py); a
+    fallback reason is recorded in the effective settings.
+    """
     state = Path(settings.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     state.chmod(0o700)  # logs and data of the stack are not for other users
     for sub in STATE_DIRS:
         (state / sub).mkdir(parents=True, exist_ok=True)
@@ -280,16 +301,22 @@ def render_all(settings: Settings) -> list[str]:
     for source, name, extra, data_dir in optional_templates(settings):
         jobs.append((source, name, True, values | extra))
         (state / data_dir).mkdir(parents=True, exist_ok=True)
+    run_user = RunUser.named(settings.run_user)
     changed = []
     for source, name, private, job_values in jobs:
-        if write_if_changed(
-            state / "conf" / name, render(source.read_text(), job_values, source), private
-        ):
+        path = state / "conf" / name
+        if write_if_changed(path, render(source.read_text(), job_values, source), private):
             changed.append(name)
+        if private:  # the programs read it as the run user: its group may, nobody else
+            state_access.give_group_read(path, run_user)
     env_text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.to_env().items())
     header = "# Effective fibod settings, written by scripts/render_conf.py: do not edit.\n"
+    if fallback_reason:
+        header += f"# {FALLBACK_NOTE}{fallback_reason}\n"
     if write_if_changed(state / "conf" / EFFECTIVE_NAME, header + env_text, private=True):
         changed.append(EFFECTIVE_NAME)
+    logs = [f"{Path(name).stem}.log" for _s, name, _e, _d in optional_templates(settings)]
+    state_access.apply(state, run_user, logs)
     return changed
 
 
@@ -309,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"render: wrote {args.settings} with new passwords and a VIP key")
         elif added := add_missing_secrets(args.settings):
             print(f"render: added {', '.join(added)} to {args.settings}")
-        settings = effective_settings(dict(os.environ), args.settings)
-        changed = render_all(settings)
+        settings, resolution = with_run_user(effective_settings(dict(os.environ), args.settings))
+        if resolution.fallback_reason:
+            print(f"render: {resolution.warning()}", file=sys.stderr)
+        changed = render_all(settings, resolution.fallback_reason)
     except (ConfigError, SettingsError, OSError) as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 1

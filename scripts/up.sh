@@ -12,6 +12,9 @@
 #
 # FIBOD_* settings in the environment override var/fibod.env and are
 # recorded in the effective settings (docs/OPERATIONS.md lists them all).
+# supervisord runs as root; every program runs as FIBOD_RUN_USER, which the
+# renderer creates and checks (scripts/run_user.py), or as the invoking
+# user with one warning line when that user cannot reach this checkout.
 set -euo pipefail
 SCRIPT_NAME=up
 # shellcheck source=scripts/lib.sh
@@ -129,7 +132,9 @@ ensure_venv
 ops/kafka/fetch.sh || fail kafka "fetching the broker jars failed"
 "$PY" scripts/render_conf.py || fail config "rendering the configs failed"
 load_settings "$("$PY" scripts/render_conf.py --where)"
-nginx -q -t -p "$STATE/nginx/" -c "$STATE/conf/nginx.conf" -e "$STATE/log/nginx-error.log" ||
+# Checked as the user it runs as: nginx -t as root would give its temp
+# folders to `nobody`.
+as_run_user nginx -q -t -p "$STATE/nginx/" -c "$STATE/conf/nginx.conf" -e "$STATE/log/nginx-error.log" ||
     fail config "nginx rejects $STATE/conf/nginx.conf (from ops/nginx.conf.in)"
 
 start_supervisord
