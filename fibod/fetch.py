@@ -7,8 +7,10 @@ cancelled. The numbers are rendered segment by segment while the next
 segment is read ahead, with Content-Length, so the body is never held
 whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
 single byte ranges (fibod/ranges.py), each range mapped to the segments,
-numbers and digits it covers (fibod/offsets.py). The task routes
-(/myapp/tasks...) are fibod/taskapi.py's.
+numbers and digits it covers (fibod/offsets.py). A whole body streamed
+is also written to the text cache (fibod/textcache.py); once there, a GET
+is answered with X-Accel-Redirect and nginx sends the file. The task
+routes (/myapp/tasks...) are fibod/taskapi.py's.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ from fibod.protocol import (
     progress_header,
     set_stream_headers,
 )
-from fibod.ranges import http_date, if_range_allows, none_match, parse_range, result_etag
+from fibod.ranges import (
+    ByteRange,
+    http_date,
+    if_range_allows,
+    nginx_parses_alike,
+    none_match,
+    parse_range,
+    result_etag,
+)
 from fibod.redis_client import connect_task_store
 from fibod.segments import (
     SegmentHeader,
@@ -60,6 +70,7 @@ from fibod.segments import (
 )
 from fibod.taskapi import TaskAccess, add_task_routes
 from fibod.taskmodel import Task, TaskState
+from fibod.textcache import CacheWriter, TextCache, accel_uri, file_name
 
 log = logging.getLogger("fibod.fetch")
 
@@ -68,6 +79,9 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
+#: Request headers nginx would judge against the file, not as the app does:
+#: such a GET is streamed by the app, never redirected to the cache.
+UNCACHED_CONDITIONS = ("If-Match", "If-Unmodified-Since")
 
 
 class SegmentReader(Protocol):
@@ -91,8 +105,10 @@ class FetchResource:
         tasks: TaskAccess,
         sequences: SegmentReader,
         readahead: ThreadPoolExecutor,
+        cache: TextCache | None = None,
     ) -> None:
         self._settings = settings
+        self._cache = cache
         self._tasks = tasks
         self._sequences = sequences
         self._layout = sequences.layout
@@ -172,6 +188,8 @@ class FetchResource:
         wanted = None
         if send_body and if_range_allows(req.get_header("If-Range"), etag, task.finished):
             wanted = parse_range(req.get_header("Range"), body.length)  # 416 past the end
+        if send_body and self._redirect(req, resp, etag, body.length, wanted):
+            return
         first, last = 0, body.length - 1
         if wanted is None:
             resp.status = falcon.HTTP_200
@@ -181,7 +199,36 @@ class FetchResource:
             first, last = wanted.first, wanted.last
         resp.content_length = last - first + 1
         if send_body:
-            resp.stream = self._stream(body, first, last)
+            writer = None
+            if self._cache is not None and wanted is None:
+                finished = task.finished if task.finished is not None else self._tasks.now()
+                writer = self._cache.writer(file_name(etag), body.length, finished // 1000)
+            resp.stream = self._stream(body, first, last, writer)
+
+    def _redirect(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        etag: str,
+        length: int,
+        wanted: ByteRange | None,
+    ) -> bool:
+        """Hand a cached body to nginx (X-Accel-Redirect); tell whether it was.
+
+        nginx applies a Range itself, so a range is handed over only in a
+        form nginx reads as the app did; the validators go with it.
+        """
+        if self._cache is None or any(req.get_header(h) for h in UNCACHED_CONDITIONS):
+            return False
+        if wanted is not None and not nginx_parses_alike(req.get_header("Range") or ""):
+            return False
+        name = file_name(etag)
+        if not self._cache.has(name, length):
+            return False
+        resp.status = falcon.HTTP_200
+        resp.set_header("X-Accel-Redirect", accel_uri(name, ranged=wanted is not None))
+        resp.content_length = 0
+        return True
 
     def _validators(self, resp: falcon.Response, task: Task, etag: str) -> None:
         """Let clients and caches keep a ready body as long as the task lives."""
@@ -192,14 +239,22 @@ class FetchResource:
         resp.cache_control = ["public", f"max-age={left_s}"]
         resp.set_header("Last-Modified", http_date(finished))
 
-    def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
-        """Yield body bytes first..last, one segment at a time, reading ahead."""
+    def _stream(
+        self, body: ResultBody, first: int, last: int, writer: CacheWriter | None = None
+    ) -> Iterator[bytes]:
+        """Yield body bytes first..last, one segment at a time, reading ahead.
+
+        With a writer, the same bytes go to the text cache too; it keeps
+        them only if the stream reached its end.
+        """
         kernel = get_kernel()
         pieces = list(body.pieces(first, last))
         pending: Future[bytes | None] | None = None
         streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
             if first < STATUS_BYTES:
+                if writer is not None:
+                    writer.write(READY)
                 yield READY
             if pieces:
                 pending = self._readahead.submit(self._read, pieces[0].j)
@@ -211,9 +266,15 @@ class FetchResource:
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
                 segment, header = self._usable(piece.j, stored, kernel)
                 sent = self._render(piece, segment, header, body.fmt, kernel)
+                if writer is not None:
+                    writer.write(sent)
                 yield sent
                 streamed.add(len(sent))
+            if writer is not None:
+                writer.commit()
         finally:
+            if writer is not None:
+                writer.abort()  # a cut stream leaves no file (after commit: nothing)
             if pending is not None:
                 pending.cancel()
             streamed.flush()
@@ -300,11 +361,12 @@ def create_app(
     tasks: TaskAccess,
     sequences: SegmentReader,
     readahead: ThreadPoolExecutor | None = None,
+    cache: TextCache | None = None,
 ) -> falcon.App:
-    """Build the fetch app from its parts."""
+    """Build the fetch app from its parts (no cache: every body is streamed)."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     pool = readahead or ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="readahead")
-    fetch = FetchResource(settings, tasks, sequences, pool)
+    fetch = FetchResource(settings, tasks, sequences, pool, cache)
     app.add_route(FETCH_PATH, fetch)
     app.add_route(FETCH_ID_PATH, fetch)
     add_task_routes(app, tasks)
@@ -330,5 +392,8 @@ def get_app() -> Observed:
         raise SystemExit(GUNICORN_BOOT_ERROR) from None
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    app = create_app(settings, tasks, sequences)
+    cache = None
+    if settings.text_cache_bytes and settings.text_cache_accel:
+        cache = TextCache(settings.text_cache_dir, settings.text_cache_bytes)
+    app = create_app(settings, tasks, sequences, cache=cache)
     return observed_app(app, "fetch", settings, (health.TASK_STORE,))
