@@ -7,10 +7,11 @@ cancelled. The numbers are rendered segment by segment while the next
 segment is read ahead, with Content-Length, so the body is never held
 whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
 single byte ranges (fibod/ranges.py), each range mapped to the segments,
-numbers and digits it covers (fibod/offsets.py). A whole body streamed
-is also written to the text cache (fibod/textcache.py); once there, a GET
-is answered with X-Accel-Redirect and nginx sends the file. The task
-routes (/myapp/tasks...) are fibod/taskapi.py's.
+numbers and digits it covers (fibod/offsets.py). A body asked for and
+not yet in the text cache (fibod/textcache.py) is written there in the
+background, at the store's pace, not the client's; once there, a GET is
+answered with X-Accel-Redirect and nginx sends the file. The task routes
+(/myapp/tasks...) are fibod/taskapi.py's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,7 +72,7 @@ from fibod.segments import (
 )
 from fibod.taskapi import TaskAccess, add_task_routes
 from fibod.taskmodel import Task, TaskState
-from fibod.textcache import CacheWriter, TextCache, accel_uri, file_name
+from fibod.textcache import TextCache, accel_uri, file_name
 
 log = logging.getLogger("fibod.fetch")
 
@@ -79,6 +81,9 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
+#: Bodies written to the text cache at once per process (one keeps a
+#: second core for the streams; a fill takes ~1 s per GB).
+FILL_THREADS = 1
 #: Request headers nginx would judge against the file, not as the app does:
 #: such a GET is streamed by the app, never redirected to the cache.
 UNCACHED_CONDITIONS = ("If-Match", "If-Unmodified-Since")
@@ -113,6 +118,9 @@ class FetchResource:
         self._sequences = sequences
         self._layout = sequences.layout
         self._readahead = readahead
+        self._fills = ThreadPoolExecutor(FILL_THREADS, thread_name_prefix="cache-fill")
+        self._filling: set[str] = set()
+        self._filling_lock = threading.Lock()
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
@@ -188,8 +196,15 @@ class FetchResource:
         wanted = None
         if send_body and if_range_allows(req.get_header("If-Range"), etag, task.finished):
             wanted = parse_range(req.get_header("Range"), body.length)  # 416 past the end
-        if send_body and self._redirect(req, resp, etag, body.length, wanted):
-            return
+        if send_body and self._cache is not None:
+            name = file_name(etag)
+            if not self._cache.has(name, body.length):
+                self._fill_later(name, body, task)
+            elif self._redirectable(req, wanted):
+                resp.status = falcon.HTTP_200
+                resp.set_header("X-Accel-Redirect", accel_uri(name, ranged=wanted is not None))
+                resp.content_length = 0
+                return
         first, last = 0, body.length - 1
         if wanted is None:
             resp.status = falcon.HTTP_200
@@ -199,36 +214,50 @@ class FetchResource:
             first, last = wanted.first, wanted.last
         resp.content_length = last - first + 1
         if send_body:
-            writer = None
-            if self._cache is not None and wanted is None:
-                finished = task.finished if task.finished is not None else self._tasks.now()
-                writer = self._cache.writer(file_name(etag), body.length, finished // 1000)
-            resp.stream = self._stream(body, first, last, writer)
+            resp.stream = self._stream(body, first, last)
 
-    def _redirect(
-        self,
-        req: falcon.Request,
-        resp: falcon.Response,
-        etag: str,
-        length: int,
-        wanted: ByteRange | None,
-    ) -> bool:
-        """Hand a cached body to nginx (X-Accel-Redirect); tell whether it was.
+    @staticmethod
+    def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:
+        """Tell whether nginx would answer this GET from the file as the app does.
 
         nginx applies a Range itself, so a range is handed over only in a
-        form nginx reads as the app did; the validators go with it.
+        form nginx reads as the app did.
         """
-        if self._cache is None or any(req.get_header(h) for h in UNCACHED_CONDITIONS):
+        if any(req.get_header(h) for h in UNCACHED_CONDITIONS):
             return False
-        if wanted is not None and not nginx_parses_alike(req.get_header("Range") or ""):
-            return False
-        name = file_name(etag)
-        if not self._cache.has(name, length):
-            return False
-        resp.status = falcon.HTTP_200
-        resp.set_header("X-Accel-Redirect", accel_uri(name, ranged=wanted is not None))
-        resp.content_length = 0
-        return True
+        return wanted is None or nginx_parses_alike(req.get_header("Range") or "")
+
+    def _fill_later(self, name: str, body: ResultBody, task: Task) -> None:
+        """Have the body written to the text cache, once, in the background."""
+        assert self._cache is not None
+        if body.length > self._cache.cap_bytes:
+            return
+        with self._filling_lock:
+            if name in self._filling:
+                return
+            self._filling.add(name)
+        finished = task.finished if task.finished is not None else self._tasks.now()
+        self._fills.submit(self._fill, name, body, finished // 1000)
+
+    def _fill(self, name: str, body: ResultBody, mtime_s: int) -> None:
+        """Write a body to the text cache (another process may be at it)."""
+        assert self._cache is not None
+        try:
+            writer = self._cache.writer(name, body.length, mtime_s)
+            if writer is None:
+                return
+            try:
+                for chunk in self._bytes(body, 0, body.length - 1, repair=False):
+                    writer.write(chunk)
+                writer.commit()
+            finally:
+                writer.abort()  # after a commit: nothing
+        except Exception:  # a fill is worth a log line, never a failed request
+            log.exception("could not write %s to the text cache", name)
+        finally:
+            with self._filling_lock:
+                self._filling.discard(name)
+            release_free_memory()
 
     def _validators(self, resp: falcon.Response, task: Task, etag: str) -> None:
         """Let clients and caches keep a ready body as long as the task lives."""
@@ -239,22 +268,31 @@ class FetchResource:
         resp.cache_control = ["public", f"max-age={left_s}"]
         resp.set_header("Last-Modified", http_date(finished))
 
-    def _stream(
-        self, body: ResultBody, first: int, last: int, writer: CacheWriter | None = None
+    def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
+        """Yield body bytes first..last to a client, counted."""
+        streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
+        try:
+            for sent in self._bytes(body, first, last):
+                yield sent
+                streamed.add(len(sent))
+        finally:
+            streamed.flush()
+            release_free_memory()  # a finished stream leaves no peak RSS behind
+
+    def _bytes(
+        self, body: ResultBody, first: int, last: int, repair: bool = True
     ) -> Iterator[bytes]:
         """Yield body bytes first..last, one segment at a time, reading ahead.
 
-        With a writer, the same bytes go to the text cache too; it keeps
-        them only if the stream reached its end.
+        Without repair (a cache fill) a missing or damaged segment is
+        computed all the same, but neither deleted nor counted: that is
+        left to the streams, whose counters tell what clients cost.
         """
         kernel = get_kernel()
         pieces = list(body.pieces(first, last))
         pending: Future[bytes | None] | None = None
-        streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
             if first < STATUS_BYTES:
-                if writer is not None:
-                    writer.write(READY)
                 yield READY
             if pieces:
                 pending = self._readahead.submit(self._read, pieces[0].j)
@@ -264,21 +302,11 @@ class FetchResource:
                 pending = None
                 if i + 1 < len(pieces):  # read the next one while this one renders
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
-                segment, header = self._usable(piece.j, stored, kernel)
-                sent = self._render(piece, segment, header, body.fmt, kernel)
-                if writer is not None:
-                    writer.write(sent)
-                yield sent
-                streamed.add(len(sent))
-            if writer is not None:
-                writer.commit()
+                segment, header = self._usable(piece.j, stored, kernel, repair)
+                yield self._render(piece, segment, header, body.fmt, kernel)
         finally:
-            if writer is not None:
-                writer.abort()  # a cut stream leaves no file (after commit: nothing)
             if pending is not None:
                 pending.cancel()
-            streamed.flush()
-            release_free_memory()  # a finished stream leaves no peak RSS behind
 
     @staticmethod
     def _render(
@@ -310,7 +338,9 @@ class FetchResource:
             log.warning("segment %d unreadable, computing it instead: %s", j, exc)
             return None
 
-    def _usable(self, j: int, stored: bytes | None, kernel: Kernel) -> tuple[bytes, SegmentHeader]:
+    def _usable(
+        self, j: int, stored: bytes | None, kernel: Kernel, repair: bool = True
+    ) -> tuple[bytes, SegmentHeader]:
         """Return segment j checked, or computed again where it is gone or damaged.
 
         The kernel renders a segment faster than Redis sends one, so a
@@ -326,10 +356,11 @@ class FetchResource:
                     raise SegmentError(f"holds F({header.start})+{header.count}")
                 return stored, header
             except SegmentError as exc:
-                log.error("segment %d is damaged (%s): deleting and computing it again", j, exc)
-                self._note(keys.STAT_SEGMENTS_REPAIRED)
-                self._discard(j, stored)
-        else:
+                if repair:
+                    log.error("segment %d is damaged (%s): deleting and computing it again", j, exc)
+                    self._note(keys.STAT_SEGMENTS_REPAIRED)
+                    self._discard(j, stored)
+        elif repair:
             self._note(keys.STAT_SEGMENTS_REGENERATED)
         segment = encode_segment(start, count, kernel)
         return segment, read_header(segment)

@@ -118,7 +118,7 @@ class TextCache:
             log.warning("cannot cache %s: %s", name, exc)
             _drop(part, fd)
             return None
-        return CacheWriter(fd, part, self._path(name), length, mtime_s)
+        return CacheWriter(fd, part, self._path(name), length, mtime_s, self._clock)
 
     def _make_room(self, length: int, own_part: str) -> bool:
         """Delete least recently served files until length fits under the cap."""
@@ -154,16 +154,38 @@ class TextCache:
                     continue
                 yield _Entry(item.path, stat.st_size, stat.st_atime)
 
-    def usage(self) -> int:
-        """Return the bytes the folder holds (parts at their full length)."""
-        return sum(e.size for e in self._scan(""))
+    def usage(self) -> tuple[int, int]:
+        """Return the complete files and the bytes the folder holds (parts at full length)."""
+        entries = list(self._scan(""))
+        done = sum(1 for e in entries if not e.path.endswith(PART_SUFFIX))
+        return done, sum(e.size for e in entries)
+
+    def clear(self) -> int:
+        """Delete every complete file (parts being written finish); return how many."""
+        deleted = 0
+        with _folder_lock(self._path(LOCK_NAME)):
+            for entry in self._scan(""):
+                if not entry.path.endswith(PART_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        deleted += 1
+        return deleted
 
 
 class CacheWriter:
     """Write one body to its part file; publish it only when whole."""
 
-    def __init__(self, fd: int, part: str, final: str, length: int, mtime_s: int) -> None:
+    def __init__(
+        self,
+        fd: int,
+        part: str,
+        final: str,
+        length: int,
+        mtime_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._fd: int | None = fd
+        self._clock = clock
         self._part = part
         self._final = final
         self._length = length
@@ -192,7 +214,7 @@ class CacheWriter:
             return
         try:
             # the app's Last-Modified, so nginx's own validators agree with it
-            os.utime(self._fd, (time.time(), self._mtime_s))
+            os.utime(self._fd, (self._clock(), self._mtime_s))
             os.rename(self._part, self._final)
         except OSError as exc:
             log.warning("cannot cache %s: %s", os.path.basename(self._final), exc)
