@@ -379,7 +379,8 @@ class Settings:
     )
     fetch_timeout_s: int = setting(
         3600,
-        "nginx: longest pause in a fetch stream, seconds",
+        "nginx: longest the fetch and VIP apps may pause before their next byte (a "
+        "long-poll, a segment computed), seconds; clients: SEND_TIMEOUT_S",
         scope=STACK,
         minimum=1,
         maximum=86_400,
