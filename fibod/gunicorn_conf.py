@@ -41,9 +41,9 @@ def child_exit(_server: Any, worker: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     """Give each accepted socket a send timeout (SO_SNDTIMEO is inherited).
 
-    A send to a peer that takes nothing for send_timeout_s fails, and
-    gunicorn closes the connection and frees the thread. nginx cuts its
-    own stalled client after the same time, which ends the stream first.
+    A send that waits send_timeout_s for room fails, and gunicorn closes
+    the connection and frees the thread (a sendall may wait a few times).
+    Behind nginx, nginx cuts its stalled client first, which ends the stream.
     """
     value = struct.pack("ll", send_timeout_s, 0)
     for listener in worker.sockets:
