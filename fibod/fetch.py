@@ -247,6 +247,7 @@ class FetchResource:
             if writer is None:
                 return
             try:
+                writer.write(READY)
                 for chunk in self._bytes(body, 0, body.length - 1, repair=False):
                     writer.write(chunk)
                 writer.commit()
@@ -269,9 +270,11 @@ class FetchResource:
         resp.set_header("Last-Modified", http_date(finished))
 
     def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
-        """Yield body bytes first..last to a client, counted."""
+        """Yield body bytes first..last to a client; count the sequence's bytes."""
         streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
+            if first < STATUS_BYTES:
+                yield READY
             for sent in self._bytes(body, first, last):
                 yield sent
                 streamed.add(len(sent))
@@ -282,7 +285,7 @@ class FetchResource:
     def _bytes(
         self, body: ResultBody, first: int, last: int, repair: bool = True
     ) -> Iterator[bytes]:
-        """Yield body bytes first..last, one segment at a time, reading ahead.
+        """Yield the sequence's bytes in first..last (no status byte), reading ahead.
 
         Without repair (a cache fill) a missing or damaged segment is
         computed all the same, but neither deleted nor counted: that is
@@ -292,8 +295,6 @@ class FetchResource:
         pieces = list(body.pieces(first, last))
         pending: Future[bytes | None] | None = None
         try:
-            if first < STATUS_BYTES:
-                yield READY
             if pieces:
                 pending = self._readahead.submit(self._read, pieces[0].j)
             for i, piece in enumerate(pieces):
