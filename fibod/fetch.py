@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,9 +80,6 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
-#: Bodies written to the text cache at once per process (one keeps a
-#: second core for the streams; a fill takes ~1 s per GB).
-FILL_THREADS = 1
 #: Request headers nginx would judge against the file, not as the app does:
 #: such a GET is streamed by the app, never redirected to the cache.
 UNCACHED_CONDITIONS = ("If-Match", "If-Unmodified-Since")
@@ -118,9 +114,6 @@ class FetchResource:
         self._sequences = sequences
         self._layout = sequences.layout
         self._readahead = readahead
-        self._fills = ThreadPoolExecutor(FILL_THREADS, thread_name_prefix="cache-fill")
-        self._filling: set[str] = set()
-        self._filling_lock = threading.Lock()
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
@@ -228,37 +221,15 @@ class FetchResource:
         return wanted is None or nginx_parses_alike(req.get_header("Range") or "")
 
     def _fill_later(self, name: str, body: ResultBody, task: Task) -> None:
-        """Have the body written to the text cache, once, in the background."""
+        """Have the body written to the text cache, in the background."""
         assert self._cache is not None
-        if body.length > self._cache.cap_bytes:
-            return
-        with self._filling_lock:
-            if name in self._filling:
-                return
-            self._filling.add(name)
         finished = task.finished if task.finished is not None else self._tasks.now()
-        self._fills.submit(self._fill, name, body, finished // 1000)
 
-    def _fill(self, name: str, body: ResultBody, mtime_s: int) -> None:
-        """Write a body to the text cache (another process may be at it)."""
-        assert self._cache is not None
-        try:
-            writer = self._cache.writer(name, body.length, mtime_s)
-            if writer is None:
-                return
-            try:
-                writer.write(READY)
-                for chunk in self._bytes(body, 0, body.length - 1, repair=False):
-                    writer.write(chunk)
-                writer.commit()
-            finally:
-                writer.abort()  # after a commit: nothing
-        except Exception:  # a fill is worth a log line, never a failed request
-            log.exception("could not write %s to the text cache", name)
-        finally:
-            with self._filling_lock:
-                self._filling.discard(name)
-            release_free_memory()
+        def produce() -> Iterator[bytes]:
+            yield READY
+            yield from self._bytes(body, 0, body.length - 1, repair=False)
+
+        self._cache.fill_later(name, body.length, finished // 1000, produce)
 
     def _validators(self, resp: falcon.Response, task: Task, etag: str) -> None:
         """Let clients and caches keep a ready body as long as the task lives."""

@@ -1,11 +1,12 @@
 """The fetch host's text cache: ready bodies as files that nginx sends.
 
 A ready body depends only on its ETag (fibod/ranges.py), and rendering
-it from Redis costs a fetch thread for the whole download. So the fetch
-app writes each whole body it streams to a file as well (a tee: no
-second rendering, one segment in memory at a time), and later requests
-are answered with X-Accel-Redirect: nginx sends the file with sendfile,
-event-driven, and a slow reader holds an nginx connection, not a thread.
+it from Redis costs a fetch thread for the whole download. So the first
+request for a body has it written to a file in the background
+(`fill_later`: one segment in memory at a time, at the store's pace, not
+the client's), and later requests are answered with X-Accel-Redirect:
+nginx sends the file with sendfile, event-driven, and a slow reader holds
+an nginx connection, not a thread.
 
 Files are complete or absent: a body is written under `<name>.part`,
 preallocated to its length, by the one process holding that file's
@@ -23,9 +24,13 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from fibod.memory import release_free_memory
 
 log = logging.getLogger("fibod.textcache")
 
@@ -42,6 +47,9 @@ LOCK_NAME = ".lock"
 #: A file served this recently is never evicted: nginx opens it just after
 #: the app's answer, and an eviction in between would answer 404.
 EVICT_GRACE_S = 10.0
+#: Bodies written at once per process: one leaves the other core to the
+#: streams (a body is written at ~1 s per GB).
+FILL_THREADS = 1
 _NAME = re.compile(r"[A-Za-z0-9.-]{1,200}")
 
 
@@ -75,6 +83,9 @@ class TextCache:
         self.cap_bytes = cap_bytes
         self._clock = clock
         os.makedirs(directory, exist_ok=True)
+        self._fills: ThreadPoolExecutor | None = None
+        self._filling: set[str] = set()
+        self._filling_lock = threading.Lock()
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -119,6 +130,44 @@ class TextCache:
             _drop(part, fd)
             return None
         return CacheWriter(fd, part, self._path(name), length, mtime_s, self._clock)
+
+    def fill_later(
+        self, name: str, length: int, mtime_s: int, produce: Callable[[], Iterator[bytes]]
+    ) -> None:
+        """Write the bytes produce() yields as `name`, in the background, once.
+
+        The caller goes on (it streams the body itself meanwhile); nothing
+        happens if the body is too large, being written, or in the cache.
+        """
+        if length > self.cap_bytes:
+            return
+        with self._filling_lock:
+            if name in self._filling:
+                return
+            self._filling.add(name)
+            if self._fills is None:
+                self._fills = ThreadPoolExecutor(FILL_THREADS, thread_name_prefix="cache-fill")
+        self._fills.submit(self._fill, name, length, mtime_s, produce)
+
+    def _fill(
+        self, name: str, length: int, mtime_s: int, produce: Callable[[], Iterator[bytes]]
+    ) -> None:
+        try:
+            writer = self.writer(name, length, mtime_s)
+            if writer is None:
+                return  # another process writes it, or it is there, or no room
+            try:
+                for chunk in produce():
+                    writer.write(chunk)
+                writer.commit()
+            finally:
+                writer.abort()  # after a commit: nothing
+        except Exception:  # a fill is worth a log line, never a failed request
+            log.exception("could not write %s to the text cache", name)
+        finally:
+            with self._filling_lock:
+                self._filling.discard(name)
+            release_free_memory()  # the rendered pieces leave no peak behind
 
     def _make_room(self, length: int, own_part: str) -> bool:
         """Delete least recently served files until length fits under the cap."""

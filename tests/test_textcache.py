@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,24 @@ def test_names_and_uris_come_from_the_etag() -> None:
     assert accel_uri("v1-text-0-5", ranged=True) == "/__fibod/cache/range/v1-text-0-5"
     with pytest.raises(ValueError):
         file_name('"../etc/passwd"')
+
+
+def test_fill_later_writes_the_body_once_in_the_background(tmp_path: Path) -> None:
+    cache = TextCache(str(tmp_path), 1000)
+    calls = []
+
+    def produce() -> Iterator[bytes]:
+        calls.append(1)
+        yield b"\x00"
+        yield b"0 1 1 "
+
+    cache.fill_later("a", 7, 0, produce)
+    deadline = time.monotonic() + 10
+    while not cache.has("a", 7):
+        assert time.monotonic() < deadline, "never written"
+        time.sleep(0.01)
+    cache.fill_later("a", 7, 0, produce)  # there already: the writer declines
+    cache.fill_later("big", 1001, 0, produce)  # larger than the cap: nothing
+    time.sleep(0.2)
+    assert (tmp_path / "a").read_bytes() == b"\x000 1 1 "
+    assert calls == [1] and files(tmp_path) == {"a"}
