@@ -7,10 +7,10 @@ cancelled. The numbers are rendered segment by segment while the next
 segment is read ahead, with Content-Length, so the body is never held
 whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
 single byte ranges (fibod/ranges.py), each range mapped to the segments,
-numbers and digits it covers (fibod/offsets.py). A body asked for and
-not yet in the text cache (fibod/textcache.py) is written there in the
-background, at the store's pace, not the client's; once there, a GET is
-answered with X-Accel-Redirect and nginx sends the file. The task routes
+numbers and digits it covers (fibod/offsets.py). A body asked for again
+and not yet in the text cache (fibod/textcache.py) is written there in
+the background, at the store's pace, not the client's; once there, a GET
+is answered with X-Accel-Redirect and nginx sends the file. The task routes
 (/myapp/tasks...) are fibod/taskapi.py's.
 """
 

@@ -1,10 +1,10 @@
 """The fetch host's text cache: ready bodies as files that nginx sends.
 
 A ready body depends only on its ETag (fibod/ranges.py), and rendering
-it from Redis costs a fetch thread for the whole download. So the first
-request for a body has it written to a file in the background
-(`fill_later`: one segment in memory at a time, at the store's pace, not
-the client's), and later requests are answered with X-Accel-Redirect:
+it from Redis costs a fetch thread for the whole download. So a body
+asked for again has it written to a file in the background (`fill_later`:
+one segment in memory at a time, at the store's pace, not the client's),
+and later requests are answered with X-Accel-Redirect:
 nginx sends the file with sendfile, event-driven, and a slow reader holds
 an nginx connection, not a thread.
 
@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ FILL_THREADS = 1
 #: it a 376 MB fill right after a fetch slowed the next answers of every app
 #: on the 2 cores (a submit 110 ms instead of 3 ms, a small fetch 97 ms).
 FILL_NICE = 19
+#: Bodies a process remembers as asked for once. A body is written on its
+#: second request: writing costs ~1 s of CPU per GB, shares the process's
+#: GIL with its requests (a 376 MB fill took a 503 from 4 to 13 ms), and
+#: gains nothing for a body fetched once.
+ASKED_ONCE_MAX = 4096
 _NAME = re.compile(r"[A-Za-z0-9.-]{1,200}")
 
 
@@ -89,6 +95,7 @@ class TextCache:
         os.makedirs(directory, exist_ok=True)
         self._fills: ThreadPoolExecutor | None = None
         self._filling: set[str] = set()
+        self._asked: OrderedDict[str, None] = OrderedDict()
         self._filling_lock = threading.Lock()
 
     def _path(self, name: str) -> str:
@@ -140,12 +147,18 @@ class TextCache:
     ) -> None:
         """Write the bytes produce() yields as `name`, in the background, once.
 
-        The caller goes on (it streams the body itself meanwhile); nothing
-        happens if the body is too large, being written, or in the cache.
+        The caller goes on (it streams the body itself meanwhile). Nothing
+        happens the first time a process is asked for a body, nor if it is
+        too large, being written, or in the cache.
         """
         if length > self.cap_bytes:
             return
         with self._filling_lock:
+            if name not in self._asked:
+                self._asked[name] = None
+                if len(self._asked) > ASKED_ONCE_MAX:
+                    self._asked.popitem(last=False)
+                return
             if name in self._filling:
                 return
             self._filling.add(name)

@@ -147,7 +147,7 @@ def test_names_and_uris_come_from_the_etag() -> None:
         file_name('"../etc/passwd"')
 
 
-def test_fill_later_writes_the_body_once_in_the_background(tmp_path: Path) -> None:
+def test_fill_later_writes_a_body_asked_for_again_once_in_the_background(tmp_path: Path) -> None:
     cache = TextCache(str(tmp_path), 1000)
     calls = []
 
@@ -156,6 +156,9 @@ def test_fill_later_writes_the_body_once_in_the_background(tmp_path: Path) -> No
         yield b"\x00"
         yield b"0 1 1 "
 
+    cache.fill_later("a", 7, 0, produce)
+    time.sleep(0.2)
+    assert calls == [] and files(tmp_path) == set()  # asked for once: not worth a file
     cache.fill_later("a", 7, 0, produce)
     deadline = time.monotonic() + 10
     while not cache.has("a", 7):
