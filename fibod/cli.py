@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = cache_sub.add_parser("stats", help="show stored segments, numbers, bytes, counters")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=run_cache_stats)
-    clear = cache_sub.add_parser("clear", help="delete every stored segment and claim")
+    clear = cache_sub.add_parser(
+        "clear", help="delete every stored segment and claim, and this host's text cache"
+    )
     clear.add_argument("--reset-stats", action="store_true", help="also zero the counters")
     clear.set_defaults(handler=run_cache_clear)
 
@@ -163,7 +165,13 @@ def run_cache_clear(args: argparse.Namespace, settings: Settings) -> None:
     # with no segment left, the next process to start may record another layout
     agreement.forget_layout(connect_task_store(settings, admin=bool(settings.redis_admin_password)))
     extra = " and reset the counters" if args.reset_stats else ""
-    print(f"deleted {deleted} keys{extra}")
+    # this host's text cache too: a "cold" fetch after a clear is cold
+    files = 0
+    if os.path.isdir(settings.text_cache_dir):
+        from fibod.textcache import TextCache
+
+        files = TextCache(settings.text_cache_dir, settings.text_cache_bytes).clear()
+    print(f"deleted {deleted} keys{extra}, {files} text cache files")
 
 
 def run_completion(args: argparse.Namespace, _settings: Settings) -> None:

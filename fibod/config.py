@@ -387,12 +387,41 @@ class Settings:
     )
     fetch_timeout_s: int = setting(
         3600,
-        "nginx: longest pause in a fetch stream, seconds",
+        "nginx: longest the fetch and VIP apps may pause before their next byte (a "
+        "long-poll, a segment computed), seconds; clients: SEND_TIMEOUT_S",
         scope=STACK,
         minimum=1,
         maximum=86_400,
     )
+    send_timeout_s: int = setting(
+        60,
+        "nginx and the apps' sockets: a client that takes no byte for this long loses its "
+        "connection, seconds (stalled readers free what they hold)",
+        minimum=1,
+        maximum=3600,
+    )
     retry_after_s: int = setting(1, "seconds sent in Retry-After", minimum=1, maximum=3600)
+    # --- Text cache: ready bodies as files nginx sends (fibod/textcache.py) --------
+    text_cache_dir: str = setting(
+        "",
+        "folder of the fetch host's text cache (derived: STATE_DIR/cache/text)",
+        pattern=r"/[^\s]*",
+        derive=lambda s: os.path.join(s["state_dir"], "cache", "text"),
+    )
+    text_cache_bytes: int = setting(
+        4 * 1024**3,
+        "size cap of the text cache; least recently used files are deleted to stay under "
+        "it, larger results are streamed; 0 = no cache",
+        minimum=0,
+        maximum=2**50,
+    )
+    text_cache_accel: int = setting(
+        1,
+        "1 = nginx runs on this fetch host and reads TEXT_CACHE_DIR: cached bodies are "
+        "answered with X-Accel-Redirect and sent by nginx; 0 = the text cache is off",
+        minimum=0,
+        maximum=1,
+    )
     # --- Scale-out: several hosts (the defaults are one machine) --------------------
     kafka_node_id: int = setting(
         1,

@@ -7,7 +7,10 @@ cancelled. The numbers are rendered segment by segment while the next
 segment is read ahead, with Content-Length, so the body is never held
 whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
 single byte ranges (fibod/ranges.py), each range mapped to the segments,
-numbers and digits it covers (fibod/offsets.py). The task routes
+numbers and digits it covers (fibod/offsets.py). A body asked for again
+and not yet in the text cache (fibod/textcache.py) is written there in
+the background, at the store's pace, not the client's; once there, a GET
+is answered with X-Accel-Redirect and nginx sends the file. The task routes
 (/myapp/tasks...) are fibod/taskapi.py's.
 """
 
@@ -48,7 +51,15 @@ from fibod.protocol import (
     progress_header,
     set_stream_headers,
 )
-from fibod.ranges import http_date, if_range_allows, none_match, parse_range, result_etag
+from fibod.ranges import (
+    ByteRange,
+    http_date,
+    if_range_allows,
+    nginx_parses_alike,
+    none_match,
+    parse_range,
+    result_etag,
+)
 from fibod.redis_client import connect_task_store
 from fibod.segments import (
     SegmentHeader,
@@ -60,6 +71,7 @@ from fibod.segments import (
 )
 from fibod.taskapi import TaskAccess, add_task_routes
 from fibod.taskmodel import Task, TaskState
+from fibod.textcache import TextCache, accel_uri, file_name
 
 log = logging.getLogger("fibod.fetch")
 
@@ -68,6 +80,9 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
+#: Request headers nginx would judge against the file, not as the app does:
+#: such a GET is streamed by the app, never redirected to the cache.
+UNCACHED_CONDITIONS = ("If-Match", "If-Unmodified-Since")
 
 
 class SegmentReader(Protocol):
@@ -91,8 +106,10 @@ class FetchResource:
         tasks: TaskAccess,
         sequences: SegmentReader,
         readahead: ThreadPoolExecutor,
+        cache: TextCache | None = None,
     ) -> None:
         self._settings = settings
+        self._cache = cache
         self._tasks = tasks
         self._sequences = sequences
         self._layout = sequences.layout
@@ -172,6 +189,15 @@ class FetchResource:
         wanted = None
         if send_body and if_range_allows(req.get_header("If-Range"), etag, task.finished):
             wanted = parse_range(req.get_header("Range"), body.length)  # 416 past the end
+        if send_body and self._cache is not None:
+            name = file_name(etag)
+            if not self._cache.has(name, body.length):
+                self._fill_later(name, body, task)
+            elif self._redirectable(req, wanted):
+                resp.status = falcon.HTTP_200
+                resp.set_header("X-Accel-Redirect", accel_uri(name, ranged=wanted is not None))
+                resp.content_length = 0
+                return
         first, last = 0, body.length - 1
         if wanted is None:
             resp.status = falcon.HTTP_200
@@ -183,6 +209,28 @@ class FetchResource:
         if send_body:
             resp.stream = self._stream(body, first, last)
 
+    @staticmethod
+    def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:
+        """Tell whether nginx would answer this GET from the file as the app does.
+
+        nginx applies a Range itself, so a range is handed over only in a
+        form nginx reads as the app did.
+        """
+        if any(req.get_header(h) for h in UNCACHED_CONDITIONS):
+            return False
+        return wanted is None or nginx_parses_alike(req.get_header("Range") or "")
+
+    def _fill_later(self, name: str, body: ResultBody, task: Task) -> None:
+        """Have the body written to the text cache, in the background."""
+        assert self._cache is not None
+        finished = task.finished if task.finished is not None else self._tasks.now()
+
+        def produce() -> Iterator[bytes]:
+            yield READY
+            yield from self._bytes(body, 0, body.length - 1, repair=False)
+
+        self._cache.fill_later(name, body.length, finished // 1000, produce)
+
     def _validators(self, resp: falcon.Response, task: Task, etag: str) -> None:
         """Let clients and caches keep a ready body as long as the task lives."""
         resp.etag = etag
@@ -193,14 +241,31 @@ class FetchResource:
         resp.set_header("Last-Modified", http_date(finished))
 
     def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
-        """Yield body bytes first..last, one segment at a time, reading ahead."""
-        kernel = get_kernel()
-        pieces = list(body.pieces(first, last))
-        pending: Future[bytes | None] | None = None
+        """Yield body bytes first..last to a client; count the sequence's bytes."""
         streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
             if first < STATUS_BYTES:
                 yield READY
+            for sent in self._bytes(body, first, last):
+                yield sent
+                streamed.add(len(sent))
+        finally:
+            streamed.flush()
+            release_free_memory()  # a finished stream leaves no peak RSS behind
+
+    def _bytes(
+        self, body: ResultBody, first: int, last: int, repair: bool = True
+    ) -> Iterator[bytes]:
+        """Yield the sequence's bytes in first..last (no status byte), reading ahead.
+
+        Without repair (a cache fill) a missing or damaged segment is
+        computed all the same, but neither deleted nor counted: that is
+        left to the streams, whose counters tell what clients cost.
+        """
+        kernel = get_kernel()
+        pieces = list(body.pieces(first, last))
+        pending: Future[bytes | None] | None = None
+        try:
             if pieces:
                 pending = self._readahead.submit(self._read, pieces[0].j)
             for i, piece in enumerate(pieces):
@@ -209,15 +274,11 @@ class FetchResource:
                 pending = None
                 if i + 1 < len(pieces):  # read the next one while this one renders
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
-                segment, header = self._usable(piece.j, stored, kernel)
-                sent = self._render(piece, segment, header, body.fmt, kernel)
-                yield sent
-                streamed.add(len(sent))
+                segment, header = self._usable(piece.j, stored, kernel, repair)
+                yield self._render(piece, segment, header, body.fmt, kernel)
         finally:
             if pending is not None:
                 pending.cancel()
-            streamed.flush()
-            release_free_memory()  # a finished stream leaves no peak RSS behind
 
     @staticmethod
     def _render(
@@ -249,7 +310,9 @@ class FetchResource:
             log.warning("segment %d unreadable, computing it instead: %s", j, exc)
             return None
 
-    def _usable(self, j: int, stored: bytes | None, kernel: Kernel) -> tuple[bytes, SegmentHeader]:
+    def _usable(
+        self, j: int, stored: bytes | None, kernel: Kernel, repair: bool = True
+    ) -> tuple[bytes, SegmentHeader]:
         """Return segment j checked, or computed again where it is gone or damaged.
 
         The kernel renders a segment faster than Redis sends one, so a
@@ -265,10 +328,11 @@ class FetchResource:
                     raise SegmentError(f"holds F({header.start})+{header.count}")
                 return stored, header
             except SegmentError as exc:
-                log.error("segment %d is damaged (%s): deleting and computing it again", j, exc)
-                self._note(keys.STAT_SEGMENTS_REPAIRED)
-                self._discard(j, stored)
-        else:
+                if repair:
+                    log.error("segment %d is damaged (%s): deleting and computing it again", j, exc)
+                    self._note(keys.STAT_SEGMENTS_REPAIRED)
+                    self._discard(j, stored)
+        elif repair:
             self._note(keys.STAT_SEGMENTS_REGENERATED)
         segment = encode_segment(start, count, kernel)
         return segment, read_header(segment)
@@ -300,11 +364,12 @@ def create_app(
     tasks: TaskAccess,
     sequences: SegmentReader,
     readahead: ThreadPoolExecutor | None = None,
+    cache: TextCache | None = None,
 ) -> falcon.App:
-    """Build the fetch app from its parts."""
+    """Build the fetch app from its parts (no cache: every body is streamed)."""
     app = falcon.App(media_type=falcon.MEDIA_JSON)
     pool = readahead or ThreadPoolExecutor(READAHEAD_THREADS, thread_name_prefix="readahead")
-    fetch = FetchResource(settings, tasks, sequences, pool)
+    fetch = FetchResource(settings, tasks, sequences, pool, cache)
     app.add_route(FETCH_PATH, fetch)
     app.add_route(FETCH_ID_PATH, fetch)
     add_task_routes(app, tasks)
@@ -330,5 +395,8 @@ def get_app() -> Observed:
         raise SystemExit(GUNICORN_BOOT_ERROR) from None
     tasks = TaskStore.from_settings(settings)
     sequences = SequenceStore.from_settings(settings)
-    app = create_app(settings, tasks, sequences)
+    cache = None
+    if settings.text_cache_bytes and settings.text_cache_accel:
+        cache = TextCache(settings.text_cache_dir, settings.text_cache_bytes)
+    app = create_app(settings, tasks, sequences, cache=cache)
     return observed_app(app, "fetch", settings, (health.TASK_STORE,))

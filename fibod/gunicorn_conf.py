@@ -3,12 +3,16 @@
 The command line in each supervisor program keeps what differs per app
 (bind, workers, threads, timeouts); this module adds the hooks of the
 metrics files (fibod/metrics.py) and logs gunicorn's own lines in
-fibod's format (FIBOD_LOG_FORMAT).
+fibod's format (FIBOD_LOG_FORMAT), and bounds every send: gthread
+sockets otherwise block without a timeout, so a reader that stopped would
+hold its thread for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
+import struct
 from typing import Any
 
 from fibod import metrics
@@ -16,8 +20,12 @@ from fibod.config import Settings, SettingsError
 from fibod.logs import gunicorn_logconfig
 
 # bad settings: the app refuses them itself, with one line, when it loads
+#: Seconds a send may wait for the peer to take a byte (FIBOD_SEND_TIMEOUT_S).
+send_timeout_s = Settings.send_timeout_s
 with contextlib.suppress(SettingsError):
-    logconfig_dict = gunicorn_logconfig(Settings.from_env())
+    _settings = Settings.from_env()
+    logconfig_dict = gunicorn_logconfig(_settings)
+    send_timeout_s = _settings.send_timeout_s
 
 # No control socket (gunicorn 25.1+): supervisor manages the processes, and
 # its default path, $HOME/.gunicorn/gunicorn.ctl, is root's home (supervisor
@@ -33,3 +41,15 @@ def on_starting(_server: Any) -> None:
 def child_exit(_server: Any, worker: Any) -> None:
     """Drop a dead process's live gauges (requests in flight)."""
     metrics.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Give each accepted socket a send timeout (SO_SNDTIMEO is inherited).
+
+    A send that waits send_timeout_s for room fails, and gunicorn closes
+    the connection and frees the thread (a sendall may wait a few times).
+    Behind nginx, nginx cuts its stalled client first, which ends the stream.
+    """
+    value = struct.pack("ll", send_timeout_s, 0)
+    for listener in worker.sockets:
+        listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)

@@ -20,6 +20,8 @@ from fibod.errors import RangeNotSatisfiableError
 #: Version of the rendering in every ETag: bump it if the bytes ever change.
 ETAG_VERSION = "v1"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+#: Single ranges nginx's range filter reads exactly as parse_range does.
+_PLAIN_RANGE = re.compile(r"bytes=([0-9]{1,18}-[0-9]{0,18}|-[1-9][0-9]{0,17})")
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,12 @@ def parse_range(header: str | None, length: int) -> ByteRange | None:
     if first >= length:
         raise RangeNotSatisfiableError(length, f"range starts at byte {first_text[:20]}")
     return ByteRange(first, length - 1 if last is None else min(last, length - 1))
+
+
+def nginx_parses_alike(header: str) -> bool:
+    """Tell whether nginx reads this Range header as parse_range does.
+
+    Only a plain single range qualifies: no spaces, no other case, no
+    number long enough to overflow, no empty suffix.
+    """
+    return _PLAIN_RANGE.fullmatch(header.strip()) is not None

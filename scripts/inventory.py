@@ -237,6 +237,8 @@ def cluster_values(inventory: Inventory, host: Host, base: Settings) -> dict[str
         "FIBOD_FETCH_UPSTREAMS": joined(inventory.with_role("fetch"), base.fetch_port),
         "FIBOD_VIP_UPSTREAMS": joined(inventory.with_role("vip"), base.vip_port),
         "FIBOD_MONITOR_UPSTREAMS": joined(inventory.with_role("monitor"), base.monitor_port),
+        # the text cache is sent by nginx from the fetch host's folder: only where both run
+        "FIBOD_TEXT_CACHE_ACCEL": "1" if {"nginx", "fetch"} <= set(host.roles) else "0",
     }
     if host in kafka:
         values["FIBOD_KAFKA_NODE_ID"] = str(kafka.index(host) + 1)

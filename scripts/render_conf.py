@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import state_access
 from run_user import Resolution, RunUser, resolve
 
+from fibod import textcache
 from fibod.config import ADMIN_USER, APP_USER, REDIS_ADMIN_USER, Settings, SettingsError, load
 from fibod.envfile import read_env_file
 
@@ -44,6 +45,7 @@ SETTINGS_FILE = ROOT / "var" / "fibod.env"
 TEMPLATES = {
     ROOT / "ops" / "nginx.conf.in": ("nginx.conf", False),
     ROOT / "ops" / "nginx-streaming.conf.in": ("nginx-streaming.conf", False),
+    ROOT / "ops" / "nginx-cache.conf.in": ("nginx-cache.conf", False),
     ROOT / "ops" / "kafka" / "server.properties.in": ("kafka-server.properties", True),
     ROOT / "ops" / "kafka" / "users.args.in": ("kafka-users.args", True),
     ROOT / "ops" / "redis" / "task-store.conf.in": ("task-store.conf", True),
@@ -241,6 +243,8 @@ def template_values(settings: Settings) -> dict[str, str]:
         values["FIBOD_MONITOR_ALLOW_DIRECTIVES"] = f"{allowed} deny all;"
     values["FIBOD_DASHBOARD_DIR"] = str(ROOT / "ops" / "dashboard")
     values["FIBOD_ACCESS_LOG_FORMAT"] = "fibod_json" if settings.log_format == "json" else "fibod"
+    # The text cache's internal locations: the URI the fetch app redirects to.
+    values["FIBOD_TEXT_CACHE_URI"] = textcache.ACCEL_PREFIX
     # Redis: a task-store replica follows its primary; Sentinels watch the primary.
     replica_of = settings.task_redis_replica_of.replace(":", " ")
     values["FIBOD_TASK_REDIS_REPLICAOF_DIRECTIVE"] = f"replicaof {replica_of}" if replica_of else ""

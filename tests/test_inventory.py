@@ -80,6 +80,9 @@ def test_each_host_listens_on_its_address_and_runs_its_roles_only(
     assert everyone["nginx"].fetch_upstreams == "10.77.0.11:8002,10.77.0.12:8002"
     assert everyone["api-a"].base_url == "http://10.77.0.10:8080"
     assert (everyone["worker-a"].workers, everyone["worker-a"].worker_pin) == ("1", 0)
+    # nginx is on another host than the fetch apps: it cannot read their text cache
+    assert [everyone[name].text_cache_accel for name in ("api-a", "api-b")] == [0, 0]
+    assert Settings().text_cache_accel == 1  # one machine: nginx beside the fetch app
     # a host's own settings apply to it alone
     assert everyone["seq-a"].sequence_maxmemory == "1gb"
     assert everyone["worker-a"].sequence_maxmemory == Settings().sequence_maxmemory

@@ -24,6 +24,7 @@ from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskStore
+from fibod.textcache import TextCache
 from tests.integration.clients import Client
 from tests.integration.stack import EFFECTIVE_ENV_FILE, ROOT, Stack, Supervisor
 
@@ -151,3 +152,19 @@ def task_store(settings: Settings) -> TaskStore:
 def supervisor(stack: Stack) -> Supervisor:
     """The stack's supervisord, through supervisorctl."""
     return Supervisor()
+
+
+@pytest.fixture(scope="session")
+def text_cache(settings: Settings) -> TextCache:
+    """The fetch host's text cache: this machine's folder, as the fetch app keeps it."""
+    return TextCache(settings.text_cache_dir, settings.text_cache_bytes)
+
+
+@pytest.fixture
+def streamed_by_the_app(text_cache: TextCache) -> None:
+    """Empty the text cache, so the test's first fetch is streamed by the fetch app.
+
+    For tests of what the stream does (counters, faults mid-stream); a
+    later fetch of the same body may come from the cache again.
+    """
+    text_cache.clear()

@@ -216,6 +216,7 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
+@pytest.mark.usefixtures("streamed_by_the_app")
 def test_slow_reader_and_quitter_hold_bounded_resources(stack, http, supervisor) -> None:
     host, port = stack.address()
     fetch_port = int(stack.env["FIBOD_FETCH_PORT"])

@@ -40,6 +40,7 @@ from fibod.queue import KIND_TASK, QueueMessage, TaskPublisher
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskState, TaskStore
+from fibod.textcache import TextCache
 from tests.integration.clients import Client, StreamReader
 from tests.integration.faults import (
     SETTLE_S,
@@ -109,10 +110,14 @@ def _wait_usable(settings: Settings, http: Client) -> None:
 
 @pytest.fixture
 def store(
-    sequence_store: SequenceStore, sequence_redis: redis.Redis, layout: SegmentLayout
+    sequence_store: SequenceStore,
+    sequence_redis: redis.Redis,
+    layout: SegmentLayout,
+    text_cache: TextCache,
 ) -> Iterator[SequenceStore]:
-    """The sequence store, emptied; ghost claims are dropped afterwards."""
+    """The sequence store and the text cache, emptied; ghost claims are dropped afterwards."""
     sequence_store.clear()
+    text_cache.clear()
     yield sequence_store
     drop_ghost_claims(sequence_redis, layout)
 
@@ -466,6 +471,7 @@ def _probe_api(base_url: str, task_id: str) -> dict[str, tuple[int, str, str | N
 READ_BEFORE_FAULT_BYTES = 8 << 20
 
 
+@pytest.mark.usefixtures("streamed_by_the_app")
 def test_a_stream_cut_by_a_dead_fetch_process_ends_short_of_its_length(
     supervisor, http, stack
 ) -> None:

@@ -184,6 +184,7 @@ def test_nginx_refuses_oversized_requests(stack) -> None:
     assert resp.status_code == 413
 
 
+@pytest.mark.usefixtures("streamed_by_the_app")
 def test_a_result_larger_than_the_sequence_store_is_served_whole(
     http, sequence_redis, sequence_store
 ) -> None:

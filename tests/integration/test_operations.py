@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 import requests
 from health import app_ports
@@ -55,6 +56,7 @@ def own_url(settings: Settings, port: int, path: str) -> str:
     return f"http://{settings.listen_address}:{port}{path}"
 
 
+@pytest.mark.usefixtures("streamed_by_the_app")
 def test_the_entry_metrics_cover_the_whole_stack(
     stack: Stack,
     http: Client,

@@ -124,7 +124,7 @@ def test_formats_lines_and_binary(http) -> None:
 
 
 def test_evicted_and_damaged_segments_are_computed_by_the_fetch(
-    http, sequence_store, sequence_redis, layout
+    http, sequence_store, sequence_redis, layout, text_cache
 ) -> None:
     # given a ready task: one segment evicted, another damaged in the store
     task_id = http.submit(12_000)
@@ -133,6 +133,7 @@ def test_evicted_and_damaged_segments_are_computed_by_the_fetch(
     sequence_redis.delete(sequence_store.key(evicted))
     sequence_redis.setrange(sequence_store.key(damaged), 40, b"\xff")
     before = sequence_store.counters()
+    text_cache.clear()  # the fetch above had it written there
     # when it is fetched through nginx, at once (no waiting)
     resp = http.get_path("/myapp/fibotask", params={"id": task_id})
     # then the answer is ready, whole and exact, the damage is gone, and both were counted
