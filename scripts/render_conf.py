@@ -321,6 +321,8 @@ def render_all(settings: Settings, fallback_reason: str | None = None) -> list[s
         changed.append(EFFECTIVE_NAME)
     logs = [f"{Path(name).stem}.log" for _s, name, _e, _d in optional_templates(settings)]
     state_access.apply(state, run_user, logs)
+    # the fetch app writes the text cache, nginx (as the same user) reads it
+    state_access.give_folder(Path(settings.text_cache_dir), run_user)
     return changed
 
 

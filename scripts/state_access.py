@@ -78,6 +78,17 @@ def apply(state: Path, user: RunUser, service_logs: Iterable[str] = ()) -> None:
             os.close(fd)
 
 
+def give_folder(folder: Path, user: RunUser) -> None:
+    """Create a folder the programs write (the text cache) and give its tree to them.
+
+    Its parents are created root's and left so (0755 inside a state dir that
+    is closed to others).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        chown_tree(folder, user)
+
+
 def give_group_read(path: Path, user: RunUser) -> None:
     """Let the run user's group read a private file (mode 640, root's), never others."""
     if os.geteuid() == 0:

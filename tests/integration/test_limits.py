@@ -152,22 +152,28 @@ def test_nginx_rate_limit_answers_429_beyond_the_burst(stack) -> None:
     # given one client address (its own, so other tests keep their allowance)
     host, port = stack.address()
     burst = int(stack.env.get("FIBOD_RATE_BURST", "400"))
+    rate = int(stack.env.get("FIBOD_RATE_LIMIT", "200r/s").removesuffix("r/s"))
 
     def hammer(_: int) -> list[tuple[int, str, str | None]]:
         out = []
-        for _ in range((burst + 200) // 8):
+        for _ in range((burst + 400) // 8):
             status, headers, body = raw_get(host, port, "/myapp/fibo?sn=bad", source="127.0.0.61")
             out.append((status, body.decode(), headers.get("Retry-After")))
         return out
 
     # when it sends well beyond the burst as fast as it can (sn=bad creates no task)
+    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         answers = [a for part in pool.map(hammer, range(8)) for a in part]
+    elapsed = time.monotonic() - started
     statuses = [a[0] for a in answers]
-    # then the excess gets 429 with a JSON reason and Retry-After, the rest reach the app
+    # then the burst reaches the app, and beyond it no more than the rate allows over
+    # the time the requests took (a loaded machine sends them slower: more pass), the
+    # excess gets 429 with a JSON reason and Retry-After
     assert set(statuses) <= {400, 429}
-    assert statuses.count(429) >= 100
-    assert statuses.count(400) >= burst
+    allowed = burst + rate * elapsed + 8
+    assert burst <= statuses.count(400) <= allowed, (statuses.count(400), allowed, elapsed)
+    assert statuses.count(429) >= len(statuses) - allowed > 0
     limited = next(a for a in answers if a[0] == 429)
     assert "too many requests" in limited[1] and limited[2] == "1"
 
