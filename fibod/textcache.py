@@ -341,7 +341,9 @@ def _stale(part: str) -> bool:
 
 @contextlib.contextmanager
 def _folder_lock(path: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # read-only is enough for flock, so a lock file that root created
+    # (`fibod cache clear`) still opens for the run user's fetch app
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -104,19 +104,23 @@ def test_progress_is_in_bytes_with_an_eta_and_a_cancel_stops_the_workers(
         http.fibod.cancel(done)
 
 
-def test_tasks_are_listed_newest_first_page_by_page(http) -> None:
-    # given three new tasks, the middle one cancelled before it could finish
-    made = [http.submit(100_000), http.submit(100_000, 1), http.submit(100_000, 2)]
-    http.fibod.cancel(made[1])
-    # when the listing is read one task a page
-    first = http.fibod.tasks(limit=1)
-    second = http.fibod.tasks(limit=1, cursor=first.next_cursor)
-    third = http.fibod.tasks(limit=1, cursor=second.next_cursor)
-    # then they come newest first, each once, with where the next page starts
-    assert [p.tasks[0].id for p in (first, second, third)] == made[::-1]
-    assert first.next_cursor == made[2]
-    # and a state filter keeps only that state
-    cancelled = [t.id for t in http.fibod.tasks(state="cancelled", limit=100).tasks]
-    assert made[1] in cancelled and made[0] not in cancelled
-    for task_id in (made[0], made[2]):  # leave the workers idle
-        http.fibod.cancel(task_id)
+def test_tasks_are_listed_newest_first_page_by_page(http, supervisor) -> None:
+    # given three new tasks, queued (no worker runs: none can finish), the middle one cancelled
+    supervisor.stop("worker:*")
+    try:
+        made = [http.submit(100_000), http.submit(100_000, 1), http.submit(100_000, 2)]
+        http.fibod.cancel(made[1])
+        # when the listing is read one task a page
+        first = http.fibod.tasks(limit=1)
+        second = http.fibod.tasks(limit=1, cursor=first.next_cursor)
+        third = http.fibod.tasks(limit=1, cursor=second.next_cursor)
+        # then they come newest first, each once, with where the next page starts
+        assert [p.tasks[0].id for p in (first, second, third)] == made[::-1]
+        assert first.next_cursor == made[2]
+        # and a state filter keeps only that state
+        cancelled = [t.id for t in http.fibod.tasks(state="cancelled", limit=100).tasks]
+        assert made[1] in cancelled and made[0] not in cancelled
+        for task_id in (made[0], made[2]):  # leave the workers idle
+            http.fibod.cancel(task_id)
+    finally:
+        supervisor.start("worker:*")
