@@ -226,32 +226,49 @@ def stop_holding_a_claim(
 ) -> HeldClaim:
     """Stop a worker (SIGSTOP) while it holds a claim on a segment of F(0..sn-1).
 
-    Waits for the worker's claim on segment min_j or later, stops it, and
-    checks that the claim is still its own and the segment not stored: a
-    stopped process can change neither, so the check cannot race. A stop
-    that came after the segment was stored is undone (SIGCONT) and tried
-    again on the worker's next claim. The worker is left stopped.
+    Follows the claims as Redis sets them (keyspace notifications): when the
+    worker takes one on segment min_j or later, it is stopped at once, while
+    it encodes that segment (a millisecond or so). Then it checks that a
+    claim is still its own and its segment not stored: a stopped process can
+    change neither, so the check cannot race. A stop that came after the
+    segment was stored is undone (SIGCONT) and tried again on the worker's
+    next claim. The worker is left stopped.
     """
-    owner = worker_owner(pid)
+    owner = worker_owner(pid).encode()
     claim_keys = [keys.claim_key(layout.segment_bytes, j) for j in layout.covering(sn)]
+    wanted = set(claim_keys[min_j:])
+    events = sequence_redis.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    sequence_redis.config_set("notify-keyspace-events", "K$")
+    pubsub = sequence_redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(f"__keyspace@0__:{keys.CLAIM_PREFIX}*")
+    prefix = len("__keyspace@0__:")
     deadline = time.monotonic() + timeout_s
     misses = 0
-    while time.monotonic() < deadline:
-        holders = sequence_redis.mget(claim_keys[min_j:])
-        mine = [min_j + i for i, h in enumerate(holders) if h is not None and h.decode() == owner]
-        if not mine:
-            time.sleep(0.001)
-            continue
-        inject_signal(pid, signal.SIGSTOP)
-        time.sleep(SETTLE_S)
-        # its claims on stored segments linger until their lease ends: the
-        # newest claim is the one it may still be computing
-        for j in reversed(mine):
-            caught = held_claim(sequence_redis, layout, j, owner)
-            if caught is not None:
-                return dataclasses.replace(caught, misses=misses)
-        misses += 1
-        os.kill(pid, signal.SIGCONT)
+    try:
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.1)
+            if message is None or message["data"] != b"set":
+                continue
+            name = message["channel"][prefix:].decode()
+            if name not in wanted or sequence_redis.get(name) != owner:
+                continue
+            inject_signal(pid, signal.SIGSTOP)
+            time.sleep(SETTLE_S)
+            # its claims on stored segments linger until their lease ends: the
+            # newest is the one it may still be computing
+            holders = sequence_redis.mget(claim_keys[min_j:])
+            mine = [min_j + i for i, h in enumerate(holders) if h == owner]
+            for j in reversed(mine):
+                caught = held_claim(sequence_redis, layout, j, owner.decode())
+                if caught is not None:
+                    return dataclasses.replace(caught, misses=misses)
+            misses += 1
+            os.kill(pid, signal.SIGCONT)
+            while pubsub.get_message(timeout=0) is not None:
+                pass  # claims set while it was stopped are old news
+    finally:
+        pubsub.close()
+        sequence_redis.config_set("notify-keyspace-events", events)
     raise AssertionError(f"worker {pid} not caught holding a claim ({misses} misses)")
 
 
