@@ -119,6 +119,13 @@ class Settings:
     fetch_max_wait_s: int = setting(
         30, "longest long-poll (`wait=`) of a fetch, seconds", minimum=0, maximum=300
     )
+    fetch_max_waiting: int = setting(
+        8,
+        "long-polls (`wait=`) one fetch process holds at once (below FIBOD_FETCH_THREADS); "
+        "beyond, a fetch answers at once, as without `wait`",
+        minimum=0,
+        maximum=1024,
+    )
     vip_max_streams: int = setting(
         2, "concurrent VIP streams per VIP process; one more gets 503", minimum=1, maximum=1024
     )
@@ -612,6 +619,12 @@ class Settings:
                 object.__setattr__(self, f.name, values[f.name])  # frozen: set once, here
         for f in fields(self):
             _check(f.name, values[f.name], f.metadata["spec"])
+        if self.fetch_max_waiting >= self.fetch_threads:
+            # long-polls could take every thread; streams and quick answers would queue
+            raise SettingsError(
+                f"FIBOD_FETCH_MAX_WAITING ({self.fetch_max_waiting}) must be below "
+                f"FIBOD_FETCH_THREADS ({self.fetch_threads})"
+            )
         if self.task_redis_wait_ms >= self.redis_timeout_s * 1000:
             # the client would give up on the socket before WAIT answers
             raise SettingsError(

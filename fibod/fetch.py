@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +79,8 @@ log = logging.getLogger("fibod.fetch")
 #: First and longest pause between task checks of a long-poll, seconds.
 WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.05
+#: Set on an answer that did not wait because every long-poll slot was taken.
+WAIT_REFUSED_HEADER = "X-Fibod-Wait"
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
 #: Request headers nginx would judge against the file, not as the app does:
@@ -114,6 +117,9 @@ class FetchResource:
         self._sequences = sequences
         self._layout = sequences.layout
         self._readahead = readahead
+        # long-polls sleep on request threads: at most this many at once, so
+        # the others stay free for streams and quick answers
+        self._waiting = threading.BoundedSemaphore(settings.fetch_max_waiting)
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
@@ -149,9 +155,32 @@ class FetchResource:
         task_id = parse_task_id(task_id)
         fmt = parse_format(single(params, "format", required=False))
         wait_s = parse_wait(single(params, "wait", required=False), self._settings.fetch_max_wait_s)
+        resp.cache_control = ["no-store"]
+        if wait_s <= 0:
+            self._poll(req, resp, task_id, fmt, send_body, 0)
+        elif self._waiting.acquire(blocking=False):
+            try:
+                self._poll(req, resp, task_id, fmt, send_body, wait_s)
+            finally:
+                self._waiting.release()
+        else:
+            # every long-poll slot of this process is taken: answer now, as
+            # without wait (the client polls again), and say so
+            resp.set_header(WAIT_REFUSED_HEADER, "busy")
+            self._poll(req, resp, task_id, fmt, send_body, 0)
+
+    def _poll(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        task_id: str,
+        fmt: str,
+        send_body: bool,
+        wait_s: float,
+    ) -> None:
+        """Answer the task's state, looking again until it is final or wait_s has passed."""
         deadline = time.monotonic() + wait_s
         step = WAIT_FIRST_STEP_S
-        resp.cache_control = ["no-store"]
         while True:
             try:
                 task = self._tasks.lookup(task_id)

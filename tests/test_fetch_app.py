@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import falcon.testing
 import pytest
 
 from fibod import keys
-from fibod.config import Settings
+from fibod.config import Settings, SettingsError
 from fibod.fetch import create_app
 from fibod.ids import new_task_id
 from fibod.planner import task_segments
@@ -72,6 +75,38 @@ def test_pending_task_is_202_with_retry_after(parts: Parts) -> None:
     assert resp.status_code == 202
     assert resp.content == b"\x01queued"
     assert resp.headers["retry-after"] == "1"
+
+
+def test_long_polls_beyond_the_cap_answer_at_once(parts: Parts) -> None:
+    # given a fetch process that holds at most 2 long-polls, and a task that stays queued
+    settings = Settings(
+        segment_bytes=4096, write_chunk_bytes=64 * 1024, fetch_max_wait_s=5, fetch_max_waiting=2
+    )
+    client = falcon.testing.TestClient(create_app(settings, parts.tasks, parts.sequences))
+    task = parts.tasks.create(500)
+    query = f"id={task.id}&wait=1.5"
+
+    def poll() -> tuple[int, str | None, float]:
+        started = time.monotonic()
+        resp = client.simulate_get("/myapp/fibotask", query_string=query)
+        return resp.status_code, resp.headers.get("x-fibod-wait"), time.monotonic() - started
+
+    # when 2 long-polls wait and a third comes while they do
+    with ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(poll) for _ in range(2)]
+        time.sleep(0.3)
+        third = poll()
+        held = [f.result() for f in waiting]
+    # then the third is answered at once (pending, marked busy), the two waited their time
+    assert third[:2] == (202, "busy") and third[2] < 0.5
+    assert all(code == 202 and mark is None and took >= 1.4 for code, mark, took in held)
+    # and once they are done a long-poll waits again
+    assert poll()[1:] == (None, pytest.approx(1.5, abs=0.4))
+
+
+def test_long_polls_may_not_take_every_fetch_thread() -> None:
+    with pytest.raises(SettingsError, match="FIBOD_FETCH_MAX_WAITING"):
+        Settings(fetch_threads=8, fetch_max_waiting=8)
 
 
 def test_failed_task_is_500_with_status_byte_2_and_its_reason(parts: Parts) -> None:
