@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.client
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -171,3 +172,14 @@ class StreamReader:
     def sha256(self) -> str:
         """The hash of the body read so far, without the status byte."""
         return self._hasher.hexdigest()
+
+
+def fetch_sockets_sending(fetch_port: int) -> int:
+    """Count fetch-app sockets with bytes queued for nginx (an app stream in flight)."""
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{fetch_port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sum(1 for line in out.splitlines() if int(line.split()[1]) > 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clients import raw_get
+from tests.integration.clients import fetch_sockets_sending, raw_get
 from tests.integration.faults import (
     ClaimWatcher,
     peak_rss_kib,
@@ -199,19 +199,6 @@ class StreamClient(threading.Thread):
         self.sock.close()
 
 
-def _sending_to_nginx(fetch_port: int) -> int:
-    """Count fetch-app sockets with bytes queued for nginx (a stream in flight)."""
-    import subprocess
-
-    out = subprocess.run(
-        ["ss", "-tnH", "state", "established", f"( sport = :{fetch_port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(1 for line in out.splitlines() if int(line.split()[1]) > 0)
-
-
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -249,7 +236,7 @@ def test_slow_reader_and_quitter_hold_bounded_resources(stack, http, supervisor)
             small_latencies.append(time.monotonic() - started)
             assert got.content == b"\x00" + reference_text(0, 3_000)
             temp_peak = max(temp_peak, _dir_bytes(temp_dir))
-            in_flight_peak = max(in_flight_peak, _sending_to_nginx(fetch_port))
+            in_flight_peak = max(in_flight_peak, fetch_sockets_sending(fetch_port))
             time.sleep(0.25)
     finally:
         slow.join(SLOW_READ_S + 5)
@@ -267,7 +254,7 @@ def test_slow_reader_and_quitter_hold_bounded_resources(stack, http, supervisor)
     assert statistics.median(small_latencies) < SMALL_FETCH_MEDIAN_S, small_latencies
     assert max(small_latencies) < SMALL_FETCH_MAX_S, small_latencies
     # and once both have gone, the streams stop and what they held is freed
-    wait_for(lambda: _sending_to_nginx(fetch_port) == 0, 15, "fetch streams stopped")
+    wait_for(lambda: fetch_sockets_sending(fetch_port) == 0, 15, "fetch streams stopped")
     rss_after = wait_for(
         lambda: (
             (after := {pid: rss_kib(pid) for pid in pids})

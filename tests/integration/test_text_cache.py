@@ -23,7 +23,7 @@ import requests
 
 from fibod.ranges import http_date
 from fibod.textcache import PART_SUFFIX, TextCache, file_name
-from tests.integration.clients import Client
+from tests.integration.clients import Client, fetch_sockets_sending
 from tests.integration.faults import record
 from tests.integration.stack import Stack, wait_for
 from tests.reference import reference_digest, reference_text
@@ -257,19 +257,6 @@ class Reader(threading.Thread):
         self.sock.close()
 
 
-def _fetch_sockets_sending(fetch_port: int) -> int:
-    """Count fetch-app sockets with bytes queued for nginx (an app stream in flight)."""
-    import subprocess
-
-    out = subprocess.run(
-        ["ss", "-tnH", "state", "established", f"( sport = :{fetch_port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(1 for line in out.splitlines() if int(line.split()[1]) > 0)
-
-
 def test_slow_readers_hold_no_fetch_thread_and_a_stalled_one_is_cut(
     stack: Stack, http: Client, settings, text_cache: TextCache
 ) -> None:
@@ -312,7 +299,7 @@ def test_slow_readers_hold_no_fetch_thread_and_a_stalled_one_is_cut(
         assert all(b"X-Fibod-Cache: hit" in r.head for r in readers)
         assert all(r.closed_at is None and r.received > 0 for r in readers)
         assert b"X-Fibod-Cache" not in text_cache_miss.head
-        assert _fetch_sockets_sending(fetch_port) >= 1  # the uncached stream, stuck
+        assert fetch_sockets_sending(fetch_port) >= 1  # the uncached stream, stuck
         for reader in readers:
             reader.close()
         # and the stalled clients lose their connections after the send timeout
@@ -329,7 +316,7 @@ def test_slow_readers_hold_no_fetch_thread_and_a_stalled_one_is_cut(
     cut_s = [stalled.closed_at - started, text_cache_miss.closed_at - started]
     assert all(0.8 * send_timeout_s < s < send_timeout_s + 15 for s in cut_s), cut_s
     # and the app's stream to the stalled one stopped too: its thread is free
-    wait_for(lambda: _fetch_sockets_sending(fetch_port) == 0, 15, "the app's stream ended")
+    wait_for(lambda: fetch_sockets_sending(fetch_port) == 0, 15, "the app's stream ended")
     p99 = statistics.quantiles(latencies, n=100)[98]
     assert p99 < SMALL_FETCH_P99_S, sorted(latencies)[-5:]
     record(
