@@ -90,35 +90,14 @@ def test_builder_leaves_a_segment_another_worker_holds() -> None:
     assert calls == [] and 1 not in store.segments and store.claims == {1: "other"}
 
 
-def test_builder_skips_a_segment_stored_since_it_was_handed_out() -> None:
+@pytest.mark.parametrize("claim_expired", [False, True])
+def test_builder_skips_a_segment_stored_since_it_was_handed_out(claim_expired: bool) -> None:
     # given segment 3 on two tasks' work lists, computed and stored from the
-    # other list meanwhile (its claim lives on until its lease ends)
-    store = MemorySequenceStore(LAYOUT)
-    other = planner.SegmentBuilder(store, "other task's worker", 1000)
-    assert other.build(3)
-    calls: list[tuple[int, int]] = []
-
-    def encode(start: int, count: int) -> bytes:
-        calls.append((start, count))
-        return encode_segment(start, count)
-
-    builder = planner.SegmentBuilder(store, "me", 1000, encode)
-    # when this worker gets to it
-    built = builder.build(3)
-    builder.flush()
-    # then it counts as done (its claim still held or not), and is neither
-    # computed nor counted again
-    assert built
-    assert calls == []
-    assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
-
-
-def test_builder_skips_a_stored_segment_whose_claim_has_expired() -> None:
-    # given segment 3 on two tasks' work lists, stored from the other list long
-    # enough ago that the claim of whoever stored it has expired
+    # other list meanwhile; its claim lives on until its lease ends, or has ended
     store = MemorySequenceStore(LAYOUT)
     assert planner.SegmentBuilder(store, "other task's worker", 1000).build(3)
-    del store.claims[3]
+    if claim_expired:
+        del store.claims[3]
     calls: list[tuple[int, int]] = []
 
     def encode(start: int, count: int) -> bytes:
@@ -129,9 +108,10 @@ def test_builder_skips_a_stored_segment_whose_claim_has_expired() -> None:
     # when this worker gets to it
     built = builder.build(3)
     builder.flush()
-    # then it counts as done, and is neither computed nor claimed again
+    # then it counts as done, and is neither computed, claimed nor counted again
     assert built
-    assert calls == [] and 3 not in store.claims
+    assert calls == []
+    assert store.claims.get(3) == (None if claim_expired else "other task's worker")
     assert store.counters[keys.STAT_SEGMENTS_DUPLICATE] == 0
 
 
