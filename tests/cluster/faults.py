@@ -65,15 +65,31 @@ def processes() -> list[Process]:
     return rows
 
 
+#: Rounds of kill -9 a host's death may take (a process may fork between rounds).
+KILL_ROUNDS = 20
+
+
 def kill_host(rehearsal: Rehearsal, name: str) -> list[int]:
-    """Kill every process of a host at once (SIGKILL), as a machine dies; return the pids."""
+    """Kill every process of a host (SIGKILL), as a machine dies; return the pids.
+
+    Killed in rounds until none is left: a gunicorn master killed after
+    listing may have forked a worker since, and that orphan would go on
+    serving until it noticed its parent gone, cutting what it had begun.
+    """
     host = rehearsal.inventory.host(name)
     namespace = rehearsal.inventory.namespace(host)
-    pids = [int(p) for p in subprocess.check_output(["ip", "netns", "pids", namespace]).split()]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+    killed: list[int] = []
+    for _ in range(KILL_ROUNDS):
+        out = subprocess.check_output(["ip", "netns", "pids", namespace])
+        pids = [int(p) for p in out.split() if int(p) not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.extend(pids)
+        time.sleep(0.05)
+    return killed
 
 
 def set_link(name: str, up: bool) -> None:
