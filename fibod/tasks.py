@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import redis
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
 from fibod import keys
 from fibod.config import Settings
@@ -40,6 +40,29 @@ _STORE = "task store"
 #: Ids read from the index per round trip when listing, and at most per page.
 LIST_BATCH = 100
 LIST_SCAN_MAX = 1000
+
+# Create a task and index it in one command: one round trip, and a single
+# command's parsing in the client (a pipeline of six cost the submit app
+# about 3x the CPU of this script; docs/BENCHMARKS.md).
+CREATE_TASK_LUA = """
+-- KEYS[1]: task key; KEYS[2]: live tasks; KEYS[3]: recent tasks; KEYS[4]: the index.
+-- ARGV[1]: task id; ARGV[2]: created (ms); ARGV[3]: TTL seconds, or '' while live;
+-- ARGV[4]: recent tasks kept; ARGV[5]: index cutoff (ids below it are older than
+-- the TTL); ARGV[6..]: field, value pairs.
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[3] == '' then
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+else
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[4]) - 1)
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+-- entries older than the TTL leave the index (their tasks have expired,
+-- or run longer than a TTL and are reached by id only)
+redis.call('ZREMRANGEBYLEX', KEYS[4], '-', '(' .. ARGV[5])
+return 1
+"""
 
 # Finish a task (ready or failed). Ready, failed and cancelled are final; only the
 # task's owner (the worker that last started it) may finish it, so a late
@@ -159,6 +182,7 @@ class TaskStore:
         #: Replicas that must hold a state change before it counts (WAIT).
         self._min_replicas = min_replicas
         self._wait_ms = wait_ms
+        self._create = client.register_script(CREATE_TASK_LUA)
         self._finish = client.register_script(FINISH_TASK_LUA)
         self._progress = client.register_script(PROGRESS_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
@@ -173,16 +197,23 @@ class TaskStore:
         """Store a new queued task (ready at once when sn is 0) and index it."""
         now = self._clock()
         task = new_task(sn, now, self._key, start)
-        mapping: dict[FieldT, EncodableT] = {k: v for k, v in self._fields(task).items() if v != ""}
+        ready = task.state is TaskState.READY
+        args: list[EncodableT] = [
+            task.id,
+            task.created or 0,
+            self.ttl_s if ready else "",
+            RECENT_TASKS,
+            index_cutoff(now, self.ttl_s),
+        ]
+        for name, value in self._fields(task).items():
+            if value != "":
+                args += [name, value]
+        task_keys = [keys.task_key(task.id), keys.LIVE_KEY, keys.RECENT_KEY, keys.TASK_INDEX_KEY]
+        if not self._min_replicas:
+            self._create(keys=task_keys, args=args)
+            return task
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.task_key(task.id), mapping=mapping)
-            if task.state is TaskState.READY:
-                pipe.expire(keys.task_key(task.id), self.ttl_s)
-            add_to_index(pipe, task)
-            pipe.zadd(keys.TASK_INDEX_KEY, {task.id: 0})
-            # entries older than the TTL leave the index (their tasks have
-            # expired, or run longer than a TTL and are reached by id only)
-            pipe.zremrangebylex(keys.TASK_INDEX_KEY, "-", f"({index_cutoff(now, self.ttl_s)}")
+            self._create(keys=task_keys, args=args, client=pipe)
             try:
                 self._durably(pipe)
             except UnavailableError:
