@@ -11,9 +11,12 @@ hold its thread for good.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 from typing import Any
+
+from gunicorn.glogging import Logger
 
 from fibod import metrics
 from fibod.config import Settings, SettingsError
@@ -26,6 +29,23 @@ with contextlib.suppress(SettingsError):
     _settings = Settings.from_env()
     logconfig_dict = gunicorn_logconfig(_settings)
     send_timeout_s = _settings.send_timeout_s
+
+
+class QuietAccessLogger(Logger):
+    """gunicorn's logger, skipping the access line's work when nobody reads it.
+
+    nginx logs every request with its id; gunicorn.access is at WARNING
+    (fibod/logs.py), yet gunicorn still formats each line's atoms before
+    the level drops it: about 6% of a submit process's CPU.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Log the access line only if gunicorn.access takes INFO."""
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = QuietAccessLogger
 
 # No control socket (gunicorn 25.1+): supervisor manages the processes, and
 # its default path, $HOME/.gunicorn/gunicorn.ctl, is root's home (supervisor
