@@ -1,4 +1,4 @@
-"""Pin a worker process to one core, so workers never share a core's caches."""
+"""Where a worker runs: pinned to one core (no shared caches), at a lower priority."""
 
 from __future__ import annotations
 
@@ -18,3 +18,15 @@ def pin_to_core(index: int, enabled: bool) -> str:
         return f"not pinned: worker {index} but only {len(cores)} usable cores"
     os.sched_setaffinity(0, {cores[index]})
     return f"pinned to core {cores[index]}"
+
+
+def lower_priority(nice: int) -> str:
+    """Add nice to this process's niceness; say what was done.
+
+    Called before any thread starts, so every thread (Kafka's too) inherits
+    it. Workers are throughput work: on a host they share with the API, the
+    API's requests run first and the backlog takes the cores they leave.
+    """
+    if nice <= 0:
+        return "at normal priority (FIBOD_WORKER_NICE=0)"
+    return f"at niceness {os.nice(nice)}"

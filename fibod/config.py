@@ -342,6 +342,14 @@ class Settings:
         minimum=0,
         maximum=1,
     )
+    worker_nice: int = setting(
+        10,
+        "niceness of the workers (0 = as the rest): where they share cores with the "
+        "API, requests stay quick while a backlog computes",
+        scope=STACK,
+        minimum=0,
+        maximum=19,
+    )
     submit_workers: int = setting(
         2, "gunicorn processes of the submit app", scope=STACK, minimum=1, maximum=256
     )

@@ -46,7 +46,7 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from fibod import agreement, keys, lengths, logs, metrics, planner
-from fibod.affinity import pin_to_core
+from fibod.affinity import lower_priority, pin_to_core
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
@@ -568,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics.reset_multiproc_dir()
     settings = startup_settings("worker", EX_CONFIG)
     configure_logging(settings)
-    log.info("worker %d %s", args.index, pin_to_core(args.index, bool(settings.worker_pin)))
+    pinned = pin_to_core(args.index, bool(settings.worker_pin))
+    log.info("worker %d %s, %s", args.index, pinned, lower_priority(settings.worker_nice))
     try:
         worker = build_worker(settings, f"worker-{args.index}")
     except SettingsError as exc:

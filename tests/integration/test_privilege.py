@@ -129,3 +129,25 @@ def test_what_the_programs_write_is_theirs_and_var_is_closed_to_others(stack) ->
         # while the configs its programs read are readable by it, mode 640
         assert as_user(user.name, "cat", str(VAR / "conf" / "task-store.conf")).returncode == 0
         assert stat.S_IMODE((VAR / "conf" / "task-store.conf").stat().st_mode) == 0o640
+
+
+def niceness_of(tid_stat: Path) -> int:
+    """Return a thread's nice value (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    return int(tid_stat.read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_and_all_their_threads_run_at_the_worker_niceness(stack, supervisor) -> None:
+    # given the niceness the effective settings give the workers, and the API's programs
+    wanted = int(stack.env["FIBOD_WORKER_NICE"])
+    workers = [name for name in supervisor.states() if name.startswith("worker:")]
+    assert workers, supervisor.states()
+    threads: dict[str, set[int]] = {}
+    for name in (*workers, "submit", "fetch"):
+        for pid in supervisor.processes(name):
+            # every thread: Kafka's client threads start after the worker lowered itself
+            stats = list(Path(f"/proc/{pid}/task").glob("*/stat"))
+            threads.setdefault(name, set()).update(niceness_of(s) for s in stats)
+    # then every thread of every worker runs at it, and the apps that answer requests at 0
+    for name in workers:
+        assert threads[name] == {wanted}, f"{name}: niceness {threads[name]}, wanted {wanted}"
+    assert threads["submit"] == {0} and threads["fetch"] == {0}, threads
