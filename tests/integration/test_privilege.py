@@ -21,6 +21,7 @@ from render_conf import FALLBACK_NOTE
 from run_user import RunUser, fallback_reason
 
 from fibod.config import load
+from fibod.textcache import FILL_NICE
 from tests.integration.faults import record
 from tests.integration.stack import EFFECTIVE_ENV_FILE, VAR, process_tree
 
@@ -148,6 +149,8 @@ def test_workers_and_all_their_threads_run_at_the_worker_niceness(stack, supervi
             stats = list(Path(f"/proc/{pid}/task").glob("*/stat"))
             threads.setdefault(name, set()).update(niceness_of(s) for s in stats)
     # then every thread of every worker runs at it, and the apps that answer requests at 0
+    # (but for the fetch's text cache fills, lowered on purpose)
     for name in workers:
         assert threads[name] == {wanted}, f"{name}: niceness {threads[name]}, wanted {wanted}"
-    assert threads["submit"] == {0} and threads["fetch"] == {0}, threads
+    assert threads["submit"] == {0}, threads
+    assert 0 in threads["fetch"] and threads["fetch"] <= {0, FILL_NICE}, threads
