@@ -3,8 +3,8 @@
 GET /myapp/fibotask/id=<id> (the original form) and /myapp/fibotask?id=
 answer a body whose first byte is the status (docs/API.md): 0x00 then
 the numbers, 0x01 not ready yet, 0x02 failed, 0x03 expired, 0x04
-cancelled. The numbers are rendered segment by segment, the next one
-read and rendered ahead while one is sent, with Content-Length, so the body is never held
+cancelled. The numbers are rendered segment by segment while the next
+segment is read ahead, with Content-Length, so the body is never held
 whole. A ready body has a strong ETag and serves HEAD, If-None-Match and
 single byte ranges (fibod/ranges.py), each range mapped to the segments,
 numbers and digits it covers (fibod/offsets.py). A body asked for again
@@ -17,7 +17,6 @@ is answered with X-Accel-Redirect and nginx sends the file. The task routes
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import sys
 import threading
@@ -82,7 +81,7 @@ WAIT_FIRST_STEP_S = 0.005
 WAIT_MAX_STEP_S = 0.025
 #: Set on an answer that did not wait because every long-poll slot was taken.
 WAIT_REFUSED_HEADER = "X-Fibod-Wait"
-#: Pieces read and rendered ahead by a pool of this many threads per process.
+#: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
 #: Request headers nginx would judge against the file, not as the app does:
 #: such a GET is streamed by the app, never redirected to the cache.
@@ -256,12 +255,8 @@ class FetchResource:
         finished = task.finished if task.finished is not None else self._tasks.now()
 
         def produce() -> Iterator[bytes]:
-            # in the fill's own thread, at its lower priority: no read-ahead
-            # pool, which the streams have to themselves
             yield READY
-            kernel = get_kernel()
-            for piece in body.pieces(0, body.length - 1):
-                yield self._piece(piece, body.fmt, kernel, repair=False)
+            yield from self._bytes(body, 0, body.length - 1, repair=False)
 
         self._cache.fill_later(name, body.length, finished // 1000, produce)
 
@@ -287,42 +282,32 @@ class FetchResource:
             streamed.flush()
             release_free_memory()  # a finished stream leaves no peak RSS behind
 
-    def _bytes(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
-        """Yield the sequence's bytes in first..last (no status byte), one piece ahead.
-
-        The read-ahead pool reads, checks and renders piece i+1 while piece
-        i is being sent (the kernel renders without the GIL), so a first
-        reader gets the body at the pace of the slowest stage, not the sum
-        of the three.
-        """
-        kernel = get_kernel()
-        pieces = list(body.pieces(first, last))
-        ahead: Future[bytes] | None = None
-        try:
-            for i, piece in enumerate(pieces):
-                current = ahead or self._prepare(piece, body.fmt, kernel)
-                ahead = None
-                if i + 1 < len(pieces):
-                    ahead = self._prepare(pieces[i + 1], body.fmt, kernel)
-                yield current.result()
-        finally:
-            if ahead is not None:
-                ahead.cancel()
-
-    def _prepare(self, piece: Piece, fmt: str, kernel: Kernel) -> Future[bytes]:
-        """Have the pool read, check and render one piece (in the caller's log context)."""
-        context = contextvars.copy_context()
-        return self._readahead.submit(context.run, self._piece, piece, fmt, kernel)
-
-    def _piece(self, piece: Piece, fmt: str, kernel: Kernel, repair: bool = True) -> bytes:
-        """Read, check and render one piece.
+    def _bytes(
+        self, body: ResultBody, first: int, last: int, repair: bool = True
+    ) -> Iterator[bytes]:
+        """Yield the sequence's bytes in first..last (no status byte), reading ahead.
 
         Without repair (a cache fill) a missing or damaged segment is
         computed all the same, but neither deleted nor counted: that is
         left to the streams, whose counters tell what clients cost.
         """
-        segment, header = self._usable(piece.j, self._read(piece.j), kernel, repair)
-        return self._render(piece, segment, header, fmt, kernel)
+        kernel = get_kernel()
+        pieces = list(body.pieces(first, last))
+        pending: Future[bytes | None] | None = None
+        try:
+            if pieces:
+                pending = self._readahead.submit(self._read, pieces[0].j)
+            for i, piece in enumerate(pieces):
+                assert pending is not None
+                stored = pending.result()
+                pending = None
+                if i + 1 < len(pieces):  # read the next one while this one renders
+                    pending = self._readahead.submit(self._read, pieces[i + 1].j)
+                segment, header = self._usable(piece.j, stored, kernel, repair)
+                yield self._render(piece, segment, header, body.fmt, kernel)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     @staticmethod
     def _render(
