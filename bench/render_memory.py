@@ -1,0 +1,96 @@
+"""Render segments as the fetch app does, under two malloc settings; print the ratio.
+
+    .venv/bin/python bench/render_memory.py [sn] [rounds]
+
+No stack needed. Each setting runs in its own child process (glibc reads
+MALLOC_* once, at start): the segments covering F(0)..F(sn-1) are
+encoded once, then each round renders every one into text and drops it,
+as a stream does piece by piece. The settings:
+
+- baseline: MALLOC_MMAP_THRESHOLD_=1 MB, the fetch app's setting until
+  2026-11-29: every rendered piece (~4 MB) is a fresh mmap, so its first
+  touch faults every page in;
+- fetch.conf: one arena, buffers up to 16 MB from the heap and used again
+  (ops/supervisor/fetch.conf).
+
+Prints the median seconds per round of each, their ratio, and each
+child's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASELINE = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+FETCH_CONF = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_THRESHOLD_": "16777216",
+    "MALLOC_TRIM_THRESHOLD_": "16777216",
+}
+
+
+def child(sn: int, rounds: int) -> None:
+    """Render sn's segments `rounds` times; print seconds per round, then VmHWM."""
+    from fibod.kernel import get_kernel
+    from fibod.segments import SegmentLayout, encode_segment, payload_of, read_header
+
+    kernel = get_kernel()
+    layout = SegmentLayout(2 << 20)
+    segments = [encode_segment(*layout.bounds(j), kernel) for j in layout.covering(sn)]
+    headers = [read_header(s) for s in segments]
+    for _ in range(rounds):
+        started = time.perf_counter()
+        rendered = 0
+        for segment, header in zip(segments, headers, strict=True):
+            text = kernel.payload_text(payload_of(segment, header), header.count)
+            rendered += len(text)
+            del text  # gone before the next piece, as once a stream has sent it
+        print(f"round {time.perf_counter() - started:.6f} {rendered}")
+    peak = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    print("peak", peak.group(1) if peak else 0)
+
+
+def measure(env: dict[str, str], sn: int, rounds: int) -> tuple[float, int, int]:
+    """Run a child with env added; return (median s per round, bytes per round, peak KiB)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(sn), str(rounds)],
+        env=dict(os.environ) | env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    rounds_s = [float(line.split()[1]) for line in out if line.startswith("round")]
+    size = int(next(line for line in out if line.startswith("round")).split()[2])
+    peak = int(next(line for line in out if line.startswith("peak")).split()[1])
+    return statistics.median(rounds_s), size, peak
+
+
+def main() -> None:
+    sn = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    results: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "fetch.conf": []}
+    for _ in range(3):  # interleaved: the machine's noise falls on both
+        results["baseline"].append(measure(BASELINE, sn, rounds))
+        results["fetch.conf"].append(measure(FETCH_CONF, sn, rounds))
+    print(f"| rendering sn={sn:,} as text, piece by piece | median s per round | GB/s | peak RSS |")
+    print("|---|---|---|---|")
+    medians = {}
+    for name, runs in results.items():
+        seconds = statistics.median(r[0] for r in runs)
+        medians[name] = seconds
+        size, peak = runs[0][1], max(r[2] for r in runs)
+        print(f"| {name} | {seconds:.3f} | {size / seconds / 1e9:.2f} | {peak / 1024:.0f} MB |")
+    print(f"\nfetch.conf renders **{medians['baseline'] / medians['fetch.conf']:.1f}x** faster")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()

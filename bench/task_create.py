@@ -1,0 +1,81 @@
+"""Creating a task: the one-script create against the six-command pipeline it replaced.
+
+    make up; .venv/bin/python bench/task_create.py [calls] [rounds]
+
+CPU time of this process (the client's cost: what a submit process pays
+per request) and wall time per create, on the running stack's task
+store, interleaved round by round. The baseline is the pipeline as it
+was before 2026-11-29 (HSET, ZADD live, ZADD recent, ZREMRANGEBYRANK,
+ZADD index, ZREMRANGEBYLEX), written here against the same keys. The
+tasks made are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from fibod import keys
+from fibod.config import discover
+from fibod.taskmodel import TaskState, index_cutoff, new_task
+from fibod.tasks import RECENT_TASKS, TaskStore
+
+
+def pipeline_create(store: TaskStore, sn: int) -> str:
+    """The create of before: one pipeline of six commands (no replicas asked for)."""
+    now = store.now()
+    task = new_task(sn, now, store._key)
+    mapping = {k: v for k, v in store._fields(task).items() if v != ""}
+    with store._redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.task_key(task.id), mapping=mapping)
+        if task.state is not TaskState.READY:
+            pipe.zadd(keys.LIVE_KEY, {task.id: now})
+        pipe.zadd(keys.RECENT_KEY, {task.id: now})
+        pipe.zremrangebyrank(keys.RECENT_KEY, 0, -RECENT_TASKS - 1)
+        pipe.zadd(keys.TASK_INDEX_KEY, {task.id: 0})
+        pipe.zremrangebylex(keys.TASK_INDEX_KEY, "-", f"({index_cutoff(now, store.ttl_s)}")
+        pipe.execute()
+    return task.id
+
+
+def timed(create: Callable[[], str], calls: int, made: list[str]) -> tuple[float, float]:
+    """Microseconds of CPU and of wall time per call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        made.append(create())
+    return (
+        1e6 * (time.process_time() - cpu) / calls,
+        1e6 * (time.perf_counter() - wall) / calls,
+    )
+
+
+def main() -> None:
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    store = TaskStore.from_settings(discover())
+    made: list[str] = []
+    runs: dict[str, list[tuple[float, float]]] = {"pipeline (baseline)": [], "script": []}
+    try:
+        timed(lambda: store.create(100).id, 200, made)  # connections and script loaded
+        for _ in range(rounds):
+            runs["pipeline (baseline)"].append(
+                timed(lambda: pipeline_create(store, 100), calls, made)
+            )
+            runs["script"].append(timed(lambda: store.create(100).id, calls, made))
+    finally:
+        for task_id in made:
+            store.delete(task_id)
+    print(f"| create, {calls} calls x {rounds} rounds | client CPU per call | wall per call |")
+    print("|---|---|---|")
+    cpu = {}
+    for name, results in runs.items():
+        cpu[name] = statistics.median(r[0] for r in results)
+        wall = statistics.median(r[1] for r in results)
+        print(f"| {name} | {cpu[name]:.0f} µs | {wall:.0f} µs |")
+    print(f"\nthe script costs the client **{cpu['script'] / cpu['pipeline (baseline)']:.2f}x**")
+
+
+if __name__ == "__main__":
+    main()
