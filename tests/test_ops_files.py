@@ -75,3 +75,18 @@ def test_logrotate_accepts_the_rendered_config_and_covers_the_logs_nginx_and_red
     written = set(re.findall(rf"{tmp_path}/log/[\w.-]+\.log", rendered))
     assert written, "no log file found in the rendered configs"
     assert {path for path in written if path not in text} == set()
+
+
+def test_every_fibod_header_sent_is_in_the_api_description() -> None:
+    # given every X-Fibod-* header the apps or nginx's configs set
+    sources = [*(ROOT / "fibod").glob("*.py"), *(ROOT / "ops").glob("*.in")]
+    sent = {
+        name.lower()
+        for path in sources
+        for name in re.findall(r"X-Fibod-[A-Za-z]+", path.read_text())
+    }
+    assert {"x-fibod-progress", "x-fibod-wait", "x-fibod-cache"} <= sent, sent
+    # then each is declared on some response of the OpenAPI document
+    described = (ROOT / "fibod" / "openapi.yaml").read_text()
+    declared = {name.lower() for name in re.findall(r"^\s+(X-Fibod-[A-Za-z]+):", described, re.M)}
+    assert sent <= declared, f"sent but not described: {sorted(sent - declared)}"
