@@ -229,17 +229,14 @@ class TextCache:
         return done, sum(e.size for e in entries)
 
     def clear(self) -> int:
-        """Delete every complete file and cancel the fills under way; return how many files.
-
-        A fill begun before the clear renders from what the store held
-        then; its part file is deleted, so its commit publishes nothing.
-        """
+        """Delete every complete file (parts being written finish); return how many."""
         deleted = 0
         with _folder_lock(self._path(LOCK_NAME)):
             for entry in self._scan(""):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    deleted += not entry.path.endswith(PART_SUFFIX)
+                if not entry.path.endswith(PART_SUFFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        deleted += 1
         return deleted
 
 
@@ -287,9 +284,6 @@ class CacheWriter:
             # the app's Last-Modified, so nginx's own validators agree with it
             os.utime(self._fd, (self._clock(), self._mtime_s))
             os.rename(self._part, self._final)
-        except FileNotFoundError:  # the cache was cleared meanwhile
-            log.info("%s not cached: the cache was cleared", os.path.basename(self._final))
-            _drop(self._part, self._fd)
         except OSError as exc:
             log.warning("cannot cache %s: %s", os.path.basename(self._final), exc)
             _drop(self._part, self._fd)
