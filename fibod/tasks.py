@@ -42,8 +42,8 @@ LIST_BATCH = 100
 LIST_SCAN_MAX = 1000
 
 # Create a task and index it in one command: one round trip, and a single
-# command's parsing in the client (a pipeline of six cost the submit app
-# about 3x the CPU of this script; docs/BENCHMARKS.md).
+# command's packing and parsing in the client (the pipeline of six it
+# replaced cost the client 1.17x its CPU: bench/task_create.py).
 CREATE_TASK_LUA = """
 -- KEYS[1]: task key; KEYS[2]: live tasks; KEYS[3]: recent tasks; KEYS[4]: the index.
 -- ARGV[1]: task id; ARGV[2]: created (ms); ARGV[3]: TTL seconds, or '' while live;
@@ -136,15 +136,6 @@ return state
 """
 
 
-def add_to_index(pipe: redis.client.Pipeline, task: Task) -> None:
-    """Queue the index writes of a new task (fibod/task_index.py reads them)."""
-    created = task.created or 0
-    if task.state is not TaskState.READY:
-        pipe.zadd(keys.LIVE_KEY, {task.id: created})
-    pipe.zadd(keys.RECENT_KEY, {task.id: created})
-    pipe.zremrangebyrank(keys.RECENT_KEY, 0, -RECENT_TASKS - 1)
-
-
 def remove_from_index(pipe: redis.client.Pipeline, task_id: str) -> None:
     """Queue the removal of a deleted task from the index."""
     pipe.zrem(keys.LIVE_KEY, task_id)
@@ -213,7 +204,9 @@ class TaskStore:
             self._create(keys=task_keys, args=args)
             return task
         with self._redis.pipeline(transaction=False) as pipe:
-            self._create(keys=task_keys, args=args, client=pipe)
+            # EVAL, not the Script: redis-py sends a Script's SCRIPT EXISTS
+            # in a round trip of its own before a pipeline
+            pipe.eval(CREATE_TASK_LUA, len(task_keys), *task_keys, *args)
             try:
                 self._durably(pipe)
             except UnavailableError:
