@@ -21,12 +21,13 @@ def pin_to_core(index: int, enabled: bool) -> str:
 
 
 def lower_priority(nice: int) -> str:
-    """Add nice to this process's niceness; say what was done.
+    """Run this process at niceness `nice` (never higher a priority than it has); say so.
 
     Called before any thread starts, so every thread (Kafka's too) inherits
     it. Workers are throughput work: on a host they share with the API, the
     API's requests run first and the backlog takes the cores they leave.
     """
-    if nice <= 0:
-        return "at normal priority (FIBOD_WORKER_NICE=0)"
-    return f"at niceness {os.nice(nice)}"
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    return f"at niceness {max(nice, current)}"
