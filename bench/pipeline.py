@@ -319,12 +319,17 @@ def drained_s(timeout_s: float = 600) -> float:
 
 
 def renice_workers(nice: int) -> bool:
-    """Set every thread of every worker to this niceness; tell whether it was allowed."""
+    """Set every thread of every worker to this niceness; tell whether all of them took it.
+
+    A refusal (raising a priority back needs root) is printed, never left
+    half done in silence: the caller skips that run.
+    """
     try:
         for pid in program_pids("worker:"):
             for task in Path(f"/proc/{pid}/task").iterdir():
                 os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
-    except (OSError, PermissionError):
+    except OSError as exc:
+        print(f"(workers not set to nice {nice}: {exc}; that run is skipped)", file=sys.stderr)
         return False
     return True
 
