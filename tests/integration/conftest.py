@@ -24,9 +24,9 @@ from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskStore
-from fibod.textcache import TextCache
+from fibod.textcache import PART_SUFFIX, TextCache
 from tests.integration.clients import Client
-from tests.integration.stack import EFFECTIVE_ENV_FILE, ROOT, Stack, Supervisor
+from tests.integration.stack import EFFECTIVE_ENV_FILE, ROOT, Stack, Supervisor, wait_for
 
 HERE = Path(__file__).resolve().parent
 #: Longest `make up` on a new machine: apt installs, .venv, Kafka jars, waits.
@@ -165,6 +165,13 @@ def streamed_by_the_app(text_cache: TextCache) -> None:
     """Empty the text cache, so the test's first fetch is streamed by the fetch app.
 
     For tests of what the stream does (counters, faults mid-stream); a
-    later fetch of the same body may come from the cache again.
+    later fetch of the same body may come from the cache again. A fill an
+    earlier test began is waited for first: finishing after the clear, it
+    would put the body back, and nginx would send it instead of the app.
     """
+    wait_for(
+        lambda: not any(p.endswith(PART_SUFFIX) for p in os.listdir(text_cache.directory)),
+        60,
+        "the text cache fills under way finished",
+    )
     text_cache.clear()
