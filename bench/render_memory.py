@@ -7,11 +7,12 @@ MALLOC_* once, at start): the segments covering F(0)..F(sn-1) are
 encoded once, then each round renders every one into text and drops it,
 as a stream does piece by piece. The settings:
 
-- baseline: MALLOC_MMAP_THRESHOLD_=1 MB, the fetch app's setting until
-  2026-11-29: every rendered piece (~4 MB) is a fresh mmap, so its first
-  touch faults every page in;
-- fetch.conf: one arena, buffers up to 16 MB from the heap and used again
-  (ops/supervisor/fetch.conf).
+- baseline: MALLOC_MMAP_THRESHOLD_=1 MB, the fetch app's setting
+  (ops/supervisor/fetch.conf): every rendered piece (~4 MB) is a fresh
+  mmap, so its first touch faults every page in;
+- heap reuse: one arena, buffers up to 16 MB from the heap and used again.
+  Tried on 2026-11-29 and reverted: a slow reader pins the heap, and a
+  fetch's peak RSS grew 50 MB in a CI run (docs/BENCHMARKS.md).
 
 Prints the median seconds per round of each, their ratio, and each
 child's peak RSS (VmHWM).
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 BASELINE = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
-FETCH_CONF = {
+HEAP_REUSE = {
     "MALLOC_ARENA_MAX": "1",
     "MALLOC_MMAP_THRESHOLD_": "16777216",
     "MALLOC_TRIM_THRESHOLD_": "16777216",
@@ -74,10 +75,10 @@ def measure(env: dict[str, str], sn: int, rounds: int) -> tuple[float, int, int]
 def main() -> None:
     sn = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
-    results: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "fetch.conf": []}
+    results: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "heap reuse": []}
     for _ in range(3):  # interleaved: the machine's noise falls on both
         results["baseline"].append(measure(BASELINE, sn, rounds))
-        results["fetch.conf"].append(measure(FETCH_CONF, sn, rounds))
+        results["heap reuse"].append(measure(HEAP_REUSE, sn, rounds))
     print(f"| rendering sn={sn:,} as text, piece by piece | median s per round | GB/s | peak RSS |")
     print("|---|---|---|---|")
     medians = {}
@@ -86,7 +87,7 @@ def main() -> None:
         medians[name] = seconds
         size, peak = runs[0][1], max(r[2] for r in runs)
         print(f"| {name} | {seconds:.3f} | {size / seconds / 1e9:.2f} | {peak / 1024:.0f} MB |")
-    print(f"\nfetch.conf renders **{medians['baseline'] / medians['fetch.conf']:.1f}x** faster")
+    print(f"\nheap reuse renders **{medians['baseline'] / medians['heap reuse']:.1f}x** faster")
 
 
 if __name__ == "__main__":

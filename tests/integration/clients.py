@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.client
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import requests
 
 from fibod.client import FibodClient
 from fibod.errors import FibodError
+from fibod.textcache import PART_SUFFIX, TextCache
 
 #: Longest a test waits for one task, seconds.
 TASK_TIMEOUT_S = 60
@@ -183,3 +185,8 @@ def fetch_sockets_sending(fetch_port: int) -> int:
         check=True,
     ).stdout
     return sum(1 for line in out.splitlines() if int(line.split()[1]) > 0)
+
+
+def no_fill_under_way(cache: TextCache) -> bool:
+    """Tell whether no body is being written to the text cache (no part file)."""
+    return not any(name.endswith(PART_SUFFIX) for name in os.listdir(cache.directory))

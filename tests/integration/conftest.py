@@ -24,8 +24,8 @@ from fibod.envfile import read_env_file
 from fibod.segments import SegmentLayout
 from fibod.sequences import SequenceStore
 from fibod.tasks import TaskStore
-from fibod.textcache import PART_SUFFIX, TextCache
-from tests.integration.clients import Client
+from fibod.textcache import TextCache
+from tests.integration.clients import Client, no_fill_under_way
 from tests.integration.stack import EFFECTIVE_ENV_FILE, ROOT, Stack, Supervisor, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -169,9 +169,5 @@ def streamed_by_the_app(text_cache: TextCache) -> None:
     earlier test began is waited for first: finishing after the clear, it
     would put the body back, and nginx would send it instead of the app.
     """
-    wait_for(
-        lambda: not any(p.endswith(PART_SUFFIX) for p in os.listdir(text_cache.directory)),
-        60,
-        "the text cache fills under way finished",
-    )
+    wait_for(lambda: no_fill_under_way(text_cache), 60, "the text cache fills under way finished")
     text_cache.clear()

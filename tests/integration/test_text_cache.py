@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from fibod.ranges import http_date
-from fibod.textcache import PART_SUFFIX, TextCache, file_name
-from tests.integration.clients import Client, fetch_sockets_sending
+from fibod.textcache import TextCache, file_name
+from tests.integration.clients import Client, fetch_sockets_sending, no_fill_under_way
 from tests.integration.faults import record
 from tests.integration.stack import Stack, wait_for
 from tests.reference import reference_digest, reference_text
@@ -53,11 +53,6 @@ def _settled(store, start: int, size: int) -> int:
     return wait_for(
         lambda: (now := _streamed_bytes(store)) - start == size and now, 10, "bytes counted"
     )
-
-
-def _idle(cache: TextCache) -> bool:
-    """Tell whether no body is being written to the cache."""
-    return not any(p.endswith(PART_SUFFIX) for p in os.listdir(cache.directory))
 
 
 def _cached(http: Client, url: str) -> bool:
@@ -117,7 +112,7 @@ def _answers(
     out = []
     for method, headers in cases:
         if clear is not None:
-            wait_for(lambda: _idle(clear), 30, "the last fill done")
+            wait_for(lambda: no_fill_under_way(clear), 30, "the last fill done")
             clear.clear()
         resp = http.request(method, http.base_url + url, headers=headers, timeout=60)
         kept = {name: resp.headers.get(name) for name in COMPARED}
