@@ -38,7 +38,7 @@ from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
 from fibod.observe import Observed, observed_app
-from fibod.offsets import STATUS_BYTES, Piece, ResultBody
+from fibod.offsets import STATUS_BYTES, Piece, ResultBody, text_parts
 from fibod.params import parse_format, parse_wait, query_params, single
 from fibod.protocol import (
     CANCELLED,
@@ -304,7 +304,7 @@ class FetchResource:
                 if i + 1 < len(pieces):  # read the next one while this one renders
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
                 segment, header = self._usable(piece.j, stored, kernel, repair)
-                yield self._render(piece, segment, header, body.fmt, kernel)
+                yield from self._render(piece, segment, header, body.fmt, kernel)
         finally:
             if pending is not None:
                 pending.cancel()
@@ -312,24 +312,35 @@ class FetchResource:
     @staticmethod
     def _render(
         piece: Piece, segment: bytes, header: SegmentHeader, fmt: str, kernel: Kernel
-    ) -> bytes:
-        """Return a piece's bytes from a checked segment, rendering only its numbers."""
+    ) -> Iterator[bytes]:
+        """Yield a piece's bytes from a checked segment, rendering only its numbers.
+
+        Text comes in parts of at most RENDER_PART_BYTES, each a fresh
+        buffer handed to the socket as is (offsets.text_parts says why).
+        """
         if fmt == "binary":
             whole = piece.skip == 0 and piece.size == len(segment)
-            return segment if whole else segment[piece.skip : piece.skip + piece.size]
+            yield segment if whole else segment[piece.skip : piece.skip + piece.size]
+            return
         payload = payload_of(segment, header)
         # the payload offset of F(first) is known from the lengths: no
         # number before it is decoded or rendered
         offset = lengths.payload_bytes(header.start, piece.first - header.start)
         if int.from_bytes(payload[offset : offset + 4], "little") != lengths.digits(piece.first):
             raise SegmentError(f"F({piece.first}) is not where its length says")
-        # one fresh buffer per piece (a few MB): handed to the socket as is
-        text = kernel.payload_text(payload[offset:], piece.count, FORMATS[fmt])
-        if piece.skip or len(text) != piece.size:
-            text = text[piece.skip : piece.skip + piece.size]
-        if len(text) != piece.size:
-            raise SegmentError(f"F({piece.first}).. gave {len(text)} bytes, {piece.size} expected")
-        return text
+        sep = FORMATS[fmt]
+        skip, left = piece.skip, piece.size
+        for first, count in text_parts(piece.first, piece.count, len(sep)):
+            text = kernel.payload_text(payload[offset:], count, sep)
+            offset += lengths.payload_bytes(first, count)
+            if skip or len(text) > left:
+                text = text[skip : skip + left]
+                skip = 0
+            left -= len(text)
+            yield text
+        if left:
+            sent = piece.size - left
+            raise SegmentError(f"F({piece.first}).. gave {sent} bytes, {piece.size} expected")
 
     def _read(self, j: int) -> bytes | None:
         """Read segment j; a store that cannot answer counts as not having it."""

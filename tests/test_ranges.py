@@ -7,7 +7,9 @@ import random
 import pytest
 
 from fibod.errors import RangeNotSatisfiableError
-from fibod.offsets import ResultBody
+from fibod.fetch import FetchResource
+from fibod.kernel import get_kernel
+from fibod.offsets import RENDER_PART_BYTES, ResultBody, text_parts
 from fibod.ranges import (
     ByteRange,
     http_date,
@@ -16,7 +18,7 @@ from fibod.ranges import (
     parse_range,
     result_etag,
 )
-from fibod.segments import SegmentLayout, encode_segment
+from fibod.segments import SegmentLayout, encode_segment, read_header
 from tests.reference import reference_text
 
 LAYOUT = SegmentLayout(4096)
@@ -122,3 +124,48 @@ def test_any_range_of_a_binary_body_is_a_slice_of_its_segments() -> None:
 def test_the_body_of_no_numbers_is_the_status_byte() -> None:
     body = ResultBody(LAYOUT, 77, 0, "text")
     assert (body.length, list(body.pieces())) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("first", "count", "limit"),
+    [(0, 3000, 4096), (0, 3000, 300_000), (2500, 400, 2000), (0, 5, 1), (777, 0, 4096)],
+)
+def test_text_parts_cover_the_run_in_runs_that_fit(first: int, count: int, limit: int) -> None:
+    parts = list(text_parts(first, count, 1, limit))
+    # the runs follow one another and cover exactly the numbers asked for
+    assert [n for n, k in parts for n in range(n, n + k)] == list(range(first, first + count))
+    for n, k in parts:
+        size = len(reference_text(n, k))
+        assert size <= limit or k == 1, (n, k, size)
+    if count and limit >= 4096:  # and they are not needlessly small
+        sizes = [len(reference_text(n, k)) for n, k in parts[:-1]]
+        assert all(size > limit // 2 for size in sizes), sizes
+
+
+def test_a_piece_is_rendered_in_parts_that_make_its_exact_bytes() -> None:
+    kernel = get_kernel()
+    layout = SegmentLayout(2 << 20)  # the service's: pieces of several parts
+    sn = 9000
+    body = ResultBody(layout, 0, sn, "text")
+    whole = b"\x00" + reference_text(0, sn)
+    segments = {j: encode_segment(*layout.bounds(j), kernel) for j in body.js}
+    rng = random.Random(sn)
+    ranges = [(1, body.length - 1)] + [
+        tuple(sorted(rng.randrange(1, body.length) for _ in range(2))) for _ in range(8)
+    ]
+    for first, last in ranges:
+        parts = [
+            part
+            for piece in body.pieces(first, last)
+            for part in FetchResource._render(
+                piece,
+                segments[piece.j],
+                read_header(segments[piece.j]),
+                "text",
+                kernel,
+            )
+        ]
+        assert b"".join(parts) == whole[first : last + 1], (first, last)
+        assert max(len(part) for part in parts) <= RENDER_PART_BYTES
+        if (first, last) == (1, body.length - 1):  # the whole run came in parts, not pieces
+            assert len(parts) > 2 * len(body.js)
