@@ -126,6 +126,13 @@ class Settings:
         minimum=0,
         maximum=1024,
     )
+    fetch_early_start: int = setting(
+        1,
+        "1 = a whole-body GET with `wait=` on a running task is answered at once and each "
+        "segment sent as the workers store it (X-Fibod-State: running); 0 = it waits for ready",
+        minimum=0,
+        maximum=1,
+    )
     vip_max_streams: int = setting(
         2, "concurrent VIP streams per VIP process; one more gets 503", minimum=1, maximum=1024
     )

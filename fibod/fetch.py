@@ -10,8 +10,9 @@ single byte ranges (fibod/ranges.py), each range mapped to the segments,
 numbers and digits it covers (fibod/offsets.py). A body asked for again
 and not yet in the text cache (fibod/textcache.py) is written there in
 the background, at the store's pace, not the client's; once there, a GET
-is answered with X-Accel-Redirect and nginx sends the file. The task routes
-(/myapp/tasks...) are fibod/taskapi.py's.
+is answered with X-Accel-Redirect and nginx sends the file. A long-poll on
+a running task gets its body at once, each segment as the workers store
+it (fibod/early.py). The task routes (/myapp/tasks...) are fibod/taskapi.py's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import falcon
 from fibod import agreement, health, keys, lengths
 from fibod.config import GUNICORN_BOOT_ERROR, Settings, SettingsError, startup_settings
 from fibod.counters import Tally
+from fibod.early import SegmentWait, StreamAbandoned
 from fibod.errors import ExpiredError, InputError, SegmentError, UnavailableError
 from fibod.httputil import TEXT, install_error_handlers
 from fibod.ids import parse_task_id
@@ -83,6 +85,8 @@ WAIT_MAX_STEP_S = 0.025
 WAIT_REFUSED_HEADER = "X-Fibod-Wait"
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
+#: Request headers that make a long-poll on a running task wait for ready.
+EARLY_EXCLUDED = ("Range", "If-Range", "If-None-Match", "If-Match", "If-Unmodified-Since")
 #: Request headers nginx would judge against the file, not as the app does:
 #: such a GET is streamed by the app, never redirected to the cache.
 UNCACHED_CONDITIONS = ("If-Match", "If-Unmodified-Since")
@@ -190,6 +194,9 @@ class FetchResource:
             if task.state is TaskState.READY:
                 self._send_ready(req, resp, task, fmt, send_body)
                 return
+            if task.state is TaskState.RUNNING and self._starts_early(req, send_body, wait_s):
+                self._send_early(resp, task, fmt)
+                return
             if task.state is TaskState.FAILED:
                 self._status(resp, falcon.HTTP_500, FAILED, task.error or "failed")
                 return
@@ -238,6 +245,38 @@ class FetchResource:
         if send_body:
             resp.stream = self._stream(body, first, last)
 
+    def _starts_early(self, req: falcon.Request, send_body: bool, wait_s: float) -> bool:
+        """Tell whether a long-poll on a running task gets its body at once (fibod/early.py).
+
+        Only a whole-body GET: a range, a HEAD or a conditional request
+        waits for ready, as does every request if the setting is off.
+        """
+        if not (self._settings.fetch_early_start and send_body and wait_s > 0):
+            return False
+        return not any(req.get_header(h) for h in EARLY_EXCLUDED)
+
+    def _send_early(self, resp: falcon.Response, task: Task, fmt: str) -> None:
+        """Answer a running task's whole body now, each segment sent once stored.
+
+        The bytes are those a ready answer has, so the ETag is the same;
+        no Last-Modified (the task has not finished), and not cached.
+        """
+        body = ResultBody(self._layout, task.start, task.sn, fmt)
+        resp.etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
+        resp.accept_ranges = "bytes"
+        set_stream_headers(resp)
+        resp.set_header("X-Fibod-State", TaskState.RUNNING.value)
+        resp.content_type = "application/octet-stream" if fmt == "binary" else TEXT
+        resp.status = falcon.HTTP_200
+        resp.content_length = body.length
+        task_id = task.id
+        waiter = SegmentWait(
+            self._read,
+            lambda: self._tasks.lookup(task_id).state,
+            patience_s=self._settings.fetch_max_wait_s,
+        )
+        resp.stream = self._stream(body, 0, body.length - 1, waiter)
+
     @staticmethod
     def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:
         """Tell whether nginx would answer this GET from the file as the app does.
@@ -269,27 +308,40 @@ class FetchResource:
         resp.cache_control = ["public", f"max-age={left_s}"]
         resp.set_header("Last-Modified", http_date(finished))
 
-    def _stream(self, body: ResultBody, first: int, last: int) -> Iterator[bytes]:
+    def _stream(
+        self, body: ResultBody, first: int, last: int, early: SegmentWait | None = None
+    ) -> Iterator[bytes]:
         """Yield body bytes first..last to a client; count the sequence's bytes."""
         streamed = Tally(partial(self._note, keys.STAT_BYTES_STREAMED), self._readahead)
         try:
             if first < STATUS_BYTES:
                 yield READY
-            for sent in self._bytes(body, first, last):
+            for sent in self._bytes(body, first, last, early=early):
                 yield sent
                 streamed.add(len(sent))
+        except StreamAbandoned as exc:
+            # the client gets fewer bytes than Content-Length: gunicorn
+            # closes the connection, and asking again says why
+            log.warning("stream of a running task stopped: %s", exc)
+            raise
         finally:
             streamed.flush()
             release_free_memory()  # a finished stream leaves no peak RSS behind
 
     def _bytes(
-        self, body: ResultBody, first: int, last: int, repair: bool = True
+        self,
+        body: ResultBody,
+        first: int,
+        last: int,
+        repair: bool = True,
+        early: SegmentWait | None = None,
     ) -> Iterator[bytes]:
         """Yield the sequence's bytes in first..last (no status byte), reading ahead.
 
         Without repair (a cache fill) a missing or damaged segment is
         computed all the same, but neither deleted nor counted: that is
-        left to the streams, whose counters tell what clients cost.
+        left to the streams, whose counters tell what clients cost. With
+        `early` (a running task) a missing segment is waited for first.
         """
         kernel = get_kernel()
         pieces = list(body.pieces(first, last))
@@ -301,6 +353,8 @@ class FetchResource:
                 assert pending is not None
                 stored = pending.result()
                 pending = None
+                if stored is None and early is not None:
+                    stored = early.until_stored(piece.j)
                 if i + 1 < len(pieces):  # read the next one while this one renders
                     pending = self._readahead.submit(self._read, pieces[i + 1].j)
                 segment, header = self._usable(piece.j, stored, kernel, repair)

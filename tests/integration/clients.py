@@ -141,6 +141,7 @@ class StreamReader:
         self._conn.request("GET", path)
         self._resp = self._conn.getresponse()
         self.status = self._resp.status
+        self.headers = {k.lower(): v for k, v in self._resp.getheaders()}
         self.length = int(self._resp.getheader("Content-Length") or -1)
         self.first = b""
         self.received = 0
@@ -152,8 +153,8 @@ class StreamReader:
         while got < nbytes:
             try:
                 chunk = self._resp.read(min(READ_CHUNK_BYTES, nbytes - got))
-            except ConnectionResetError:
-                chunk = b""
+            except (ConnectionResetError, http.client.IncompleteRead):
+                chunk = b""  # the server closed the connection before the end
             if not chunk:
                 break
             if not self.first:
