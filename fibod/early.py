@@ -6,8 +6,9 @@ segment is final once a worker has stored it. So the fetch app starts the
 body at once and sends each segment as it appears, looking for it with a
 short, growing pause and at the task now and then. A task that failed,
 was cancelled or expired ends the stream (the client sees fewer bytes
-than Content-Length); a segment that does not come within the patience,
-or is missing once the task is ready, is computed by the fetch app.
+than Content-Length); a segment missing once the task is ready, and every
+segment still missing once none has come for the patience (the client's
+`wait`), is computed by the fetch app.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ class StreamAbandoned(Exception):
 
 
 class SegmentWait:
-    """Wait for segments of one running task as its workers store them."""
+    """Wait for segments of one running task as its workers store them.
+
+    `patience_s` bounds the whole stream's waiting, not each segment's:
+    after that long without a new segment, every segment still missing is
+    left to the caller at once (the workers seem stuck or gone).
+    """
 
     def __init__(
         self,
@@ -48,22 +54,26 @@ class SegmentWait:
         self._patience_s = patience_s
         self._sleep = sleep
         self._clock = clock
+        self._gave_up = False
+        self._last_progress = clock()
 
     def until_stored(self, j: int) -> bytes | None:
         """Return segment j once stored; None when the caller should compute it.
 
-        None comes once the task is ready without it (evicted since) or
-        after `patience_s` without it. Raises StreamAbandoned if the task
-        failed, was cancelled, expired or was deleted.
+        None comes once the task is ready without it (evicted since), or
+        when no segment came for `patience_s`. Raises StreamAbandoned if
+        the task failed, was cancelled, expired or was deleted.
         """
-        now = self._clock()
-        give_up, look_at_task = now + self._patience_s, now + STATE_EVERY_S
         step = FIRST_STEP_S
+        look_at_task = self._clock() + STATE_EVERY_S
         while True:
             stored = self._read(j)
-            if stored is not None:
-                return stored
             now = self._clock()
+            if stored is not None:
+                self._last_progress = now
+                return stored
+            if self._gave_up:
+                return None
             if now >= look_at_task:
                 look_at_task = now + STATE_EVERY_S
                 try:
@@ -76,7 +86,8 @@ class SegmentWait:
                     return self._read(j)
                 if state in (TaskState.FAILED, TaskState.CANCELLED):
                     raise StreamAbandoned(f"the task is {state}")
-            if now >= give_up:
+            if now >= self._last_progress + self._patience_s:
+                self._gave_up = True
                 return None
             self._sleep(step)
             step = min(step * 2, MAX_STEP_S)

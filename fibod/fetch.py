@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
@@ -85,6 +85,9 @@ WAIT_MAX_STEP_S = 0.025
 WAIT_REFUSED_HEADER = "X-Fibod-Wait"
 #: Segments read ahead by a pool of this many threads per process.
 READAHEAD_THREADS = 16
+#: Least seconds an early stream waits for the workers before it computes
+#: what is missing itself (else the client's `wait`).
+EARLY_MIN_PATIENCE_S = 1.0
 #: Request headers that make a long-poll on a running task wait for ready.
 EARLY_EXCLUDED = ("Range", "If-Range", "If-None-Match", "If-Match", "If-Unmodified-Since")
 #: Request headers nginx would judge against the file, not as the app does:
@@ -102,6 +105,33 @@ class SegmentReader(Protocol):
     def discard(self, j: int, segment: bytes) -> bool: ...
 
     def count(self, **deltas: int) -> None: ...
+
+
+class ClosingStream:
+    """A response body that runs `on_close` once, when the server closes it.
+
+    A generator's own `finally` does not run if it was never started (a
+    client gone before the first byte), so what must be given back is
+    given back here.
+    """
+
+    def __init__(self, body: Iterator[bytes], on_close: Callable[[], None]) -> None:
+        self._body = body
+        self._on_close: Callable[[], None] | None = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def close(self) -> None:
+        """Close the body, then run on_close (once)."""
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
 
 
 class FetchResource:
@@ -134,7 +164,11 @@ class FetchResource:
     def on_head(
         self, req: falcon.Request, resp: falcon.Response, task_id: str | None = None
     ) -> None:
-        """Answer the headers a GET would have (a long-poll too), without a body."""
+        """Answer the headers a GET would have (a long-poll too), without a body.
+
+        A long-poll HEAD on a running task waits for ready, where the GET
+        would start the body early (fibod/early.py).
+        """
         self._answer(req, resp, task_id, send_body=False)
 
     def _answer(
@@ -195,7 +229,7 @@ class FetchResource:
                 self._send_ready(req, resp, task, fmt, send_body)
                 return
             if task.state is TaskState.RUNNING and self._starts_early(req, send_body, wait_s):
-                self._send_early(resp, task, fmt)
+                self._send_early(resp, task, fmt, max(wait_s, EARLY_MIN_PATIENCE_S))
                 return
             if task.state is TaskState.FAILED:
                 self._status(resp, falcon.HTTP_500, FAILED, task.error or "failed")
@@ -249,20 +283,31 @@ class FetchResource:
         """Tell whether a long-poll on a running task gets its body at once (fibod/early.py).
 
         Only a whole-body GET: a range, a HEAD or a conditional request
-        waits for ready, as does every request if the setting is off.
+        waits for ready, as does every request if the setting is off. The
+        stream takes a long-poll slot of its own (it may wait on the
+        workers); with none free, the request waits for ready instead.
         """
         if not (self._settings.fetch_early_start and send_body and wait_s > 0):
             return False
-        return not any(req.get_header(h) for h in EARLY_EXCLUDED)
+        if any(req.get_header(h) for h in EARLY_EXCLUDED):
+            return False
+        return self._waiting.acquire(blocking=False)
 
-    def _send_early(self, resp: falcon.Response, task: Task, fmt: str) -> None:
+    def _send_early(self, resp: falcon.Response, task: Task, fmt: str, patience_s: float) -> None:
         """Answer a running task's whole body now, each segment sent once stored.
 
         The bytes are those a ready answer has, so the ETag is the same;
-        no Last-Modified (the task has not finished), and not cached.
+        no Last-Modified (the task has not finished), and not cached. The
+        long-poll slot `_starts_early` took is given back when the server
+        closes the body, sent or not.
         """
-        body = ResultBody(self._layout, task.start, task.sn, fmt)
-        resp.etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
+        try:
+            body = ResultBody(self._layout, task.start, task.sn, fmt)
+            etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
+        except BaseException:
+            self._waiting.release()
+            raise
+        resp.etag = etag
         resp.accept_ranges = "bytes"
         set_stream_headers(resp)
         resp.set_header("X-Fibod-State", TaskState.RUNNING.value)
@@ -270,12 +315,9 @@ class FetchResource:
         resp.status = falcon.HTTP_200
         resp.content_length = body.length
         task_id = task.id
-        waiter = SegmentWait(
-            self._read,
-            lambda: self._tasks.lookup(task_id).state,
-            patience_s=self._settings.fetch_max_wait_s,
-        )
-        resp.stream = self._stream(body, 0, body.length - 1, waiter)
+        waiter = SegmentWait(self._read, lambda: self._tasks.lookup(task_id).state, patience_s)
+        stream = self._stream(body, 0, body.length - 1, waiter)
+        resp.stream = ClosingStream(stream, self._waiting.release)
 
     @staticmethod
     def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:

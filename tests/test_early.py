@@ -88,5 +88,24 @@ def test_an_unreachable_task_store_keeps_the_wait_going() -> None:
 
 def test_a_segment_that_never_comes_is_given_up_after_the_patience() -> None:
     world = World(stored_at=None, states={})
-    assert world.waiter(patience_s=2).until_stored(9) is None
+    waiter = world.waiter(patience_s=2)
+    assert waiter.until_stored(9) is None
     assert 2 <= world.now < 2 + MAX_STEP_S
+    # and once given up, every later missing segment is left to the caller at once
+    given_up_at, reads = world.now, world.reads
+    assert waiter.until_stored(10) is None
+    assert (world.now, world.reads) == (given_up_at, reads + 1)
+
+
+def test_the_patience_bounds_the_whole_stream_not_each_segment() -> None:
+    # given segments that come every 0.8 s, with a patience of 1 s
+    world = World(stored_at=0.8, states={})
+    waiter = world.waiter(patience_s=1)
+    # then each is waited for, as every one came within the patience of the last
+    assert waiter.until_stored(0) == b"segment 0"
+    world.stored_at = 1.6
+    assert waiter.until_stored(1) == b"segment 1"
+    # but one that does not come within 1 s of the last is given up
+    world.stored_at = None
+    assert waiter.until_stored(2) is None
+    assert world.now < 1.6 + 1 + 2 * MAX_STEP_S  # read up to a pause late, given up as late

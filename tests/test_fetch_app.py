@@ -399,3 +399,100 @@ def test_the_document_names_exactly_the_methods_the_fetch_app_answers(parts: Par
             resp = parts.client.simulate_request(method, concrete, query_string=f"id={task.id}")
             documented = method.lower() in spec["paths"][path]
             assert (resp.status_code != 405) == documented, (method, path, resp.status_code)
+
+
+def _running_task(parts: Parts, sn: int) -> Task:
+    task = parts.tasks.create(sn)
+    parts.tasks.mark_running(task.id, "worker-a")
+    return parts.tasks.tasks[task.id]
+
+
+def _store_later(parts: Parts, js: list[int], every_s: float, then_ready: Task | None = None):
+    """Store segments js one by one from a thread, as a worker would; maybe mark ready."""
+
+    def work() -> None:
+        for j in js:
+            time.sleep(every_s)
+            parts.sequences.put(j, encode_segment(*LAYOUT.bounds(j)))
+        if then_ready is not None:
+            parts.tasks.mark_ready(then_ready.id, 1, "worker-a")
+
+    pool = ThreadPoolExecutor(1)
+    return pool, pool.submit(work)
+
+
+def test_a_long_poll_on_a_running_task_streams_each_segment_as_it_is_stored(
+    parts: Parts,
+) -> None:
+    # given a running task whose segments a worker stores one by one
+    task = _running_task(parts, 3000)
+    js = task_segments(LAYOUT, 3000)
+    pool, work = _store_later(parts, js, 0.01, then_ready=task)
+    # when a long-poll asks for it
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}&wait=5")
+    work.result()
+    pool.shutdown()
+    # then it got the whole body at once, marked running, with the ready answer's ETag
+    assert resp.status_code == 200 and resp.headers["x-fibod-state"] == "running"
+    assert resp.content == b"\x00" + reference_text(0, 3000)
+    assert int(resp.headers["content-length"]) == len(resp.content)
+    assert resp.headers["etag"] == '"v1-text-0-3000"' and "last-modified" not in resp.headers
+    assert resp.headers["cache-control"] == "no-store"
+    # and waited for the worker: it computed nothing itself
+    assert parts.sequences.counters[keys.STAT_SEGMENTS_REGENERATED] == 0
+    ready = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}")
+    assert ready.headers["etag"] == resp.headers["etag"]
+
+
+def test_an_early_stream_gives_its_long_poll_slot_back(parts: Parts) -> None:
+    # given as many early streams as there are long-poll slots, each read and closed
+    for _ in range(SETTINGS.fetch_max_waiting + 2):
+        task = _running_task(parts, 50)
+        pool, work = _store_later(parts, task_segments(LAYOUT, 50), 0.0)
+        resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}&wait=2")
+        work.result()
+        pool.shutdown()
+        # then every one started early: no slot was kept by the ones before
+        assert resp.headers.get("x-fibod-state") == "running", resp.status
+        assert resp.content == b"\x00" + reference_text(0, 50)
+
+
+def test_a_range_or_head_long_poll_on_a_running_task_waits_for_ready(parts: Parts) -> None:
+    task = _running_task(parts, 500)
+    query = f"id={task.id}&wait=0.05"
+    ranged = parts.client.simulate_get(
+        "/myapp/fibotask", query_string=query, headers={"Range": "bytes=0-0"}
+    )
+    assert (ranged.status_code, ranged.content) == (202, b"\x01running")
+    assert parts.client.simulate_head("/myapp/fibotask", query_string=query).status_code == 202
+
+
+def test_an_early_stream_computes_what_stuck_workers_never_store(parts: Parts) -> None:
+    # given a running task whose worker stored its first segment, then stopped
+    task = _running_task(parts, 3000)
+    js = task_segments(LAYOUT, 3000)
+    parts.sequences.put(js[0], encode_segment(*LAYOUT.bounds(js[0])))
+    # when a long-poll asks for it
+    started = time.monotonic()
+    resp = parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}&wait=1")
+    # then after the patience (one second, for the whole stream) the fetch computed the rest
+    assert resp.content == b"\x00" + reference_text(0, 3000)
+    assert 1 <= time.monotonic() - started < 3
+    assert parts.sequences.counters[keys.STAT_SEGMENTS_REGENERATED] == len(js) - 1
+
+
+def test_an_early_stream_of_a_task_cancelled_midway_stops_short(parts: Parts) -> None:
+    from fibod.early import StreamAbandoned
+
+    # given a running task with only its first segment stored, cancelled soon after
+    task = _running_task(parts, 3000)
+    js = task_segments(LAYOUT, 3000)
+    parts.sequences.put(js[0], encode_segment(*LAYOUT.bounds(js[0])))
+    pool = ThreadPoolExecutor(1)
+    pool.submit(lambda: (time.sleep(0.2), parts.tasks.cancel(task.id)))
+    # when a long-poll streams it, the stream stops with an error (gunicorn closes
+    # the connection: the client has fewer bytes than Content-Length)
+    with pytest.raises(StreamAbandoned, match="cancelled"):
+        parts.client.simulate_get("/myapp/fibotask", query_string=f"id={task.id}&wait=5")
+    pool.shutdown()
+    assert parts.sequences.counters[keys.STAT_SEGMENTS_REGENERATED] == 0
