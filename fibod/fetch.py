@@ -22,7 +22,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
@@ -39,7 +39,7 @@ from fibod.ids import parse_task_id
 from fibod.kernel import Kernel, get_kernel
 from fibod.logs import configure_logging
 from fibod.memory import release_free_memory
-from fibod.observe import Observed, observed_app
+from fibod.observe import CountedBody, Observed, observed_app
 from fibod.offsets import STATUS_BYTES, Piece, ResultBody, text_parts
 from fibod.params import parse_format, parse_wait, query_params, single
 from fibod.protocol import (
@@ -105,33 +105,6 @@ class SegmentReader(Protocol):
     def discard(self, j: int, segment: bytes) -> bool: ...
 
     def count(self, **deltas: int) -> None: ...
-
-
-class ClosingStream:
-    """A response body that runs `on_close` once, when the server closes it.
-
-    A generator's own `finally` does not run if it was never started (a
-    client gone before the first byte), so what must be given back is
-    given back here.
-    """
-
-    def __init__(self, body: Iterator[bytes], on_close: Callable[[], None]) -> None:
-        self._body = body
-        self._on_close: Callable[[], None] | None = on_close
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._body
-
-    def close(self) -> None:
-        """Close the body, then run on_close (once)."""
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            if self._on_close is not None:
-                on_close, self._on_close = self._on_close, None
-                on_close()
 
 
 class FetchResource:
@@ -317,7 +290,9 @@ class FetchResource:
         task_id = task.id
         waiter = SegmentWait(self._read, lambda: self._tasks.lookup(task_id).state, patience_s)
         stream = self._stream(body, 0, body.length - 1, waiter)
-        resp.stream = ClosingStream(stream, self._waiting.release)
+        # a generator's own `finally` does not run if it never started (a
+        # client gone before the first byte): the slot is given back on close
+        resp.stream = CountedBody(stream, lambda _sent: self._waiting.release())
 
     @staticmethod
     def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:
