@@ -12,8 +12,8 @@ as a stream does. The ways:
   piece is a fresh mmap, so its first touch faults every page in;
 - parts, the fetch app's way now: pieces rendered in parts of at most
   RENDER_PART_BYTES (fibod/offsets.py), with ops/supervisor/fetch.conf's
-  malloc settings (one arena, buffers up to 4 MB from the heap, 8 MB kept
-  at the heap's top), so a part reuses the heap pages the one before it left;
+  malloc settings (two arenas, buffers up to 4 MB from the heap, 8 MB kept
+  at a heap's top), so a part reuses the heap pages the one before it left;
 - heap reuse, whole pieces: one arena, buffers up to 16 MB from the heap
   and used again. Tried on 2026-11-29 and reverted: a slow reader pins
   the heap, and a fetch's peak RSS grew 50 MB in a CI run
@@ -38,7 +38,7 @@ WAYS: dict[str, tuple[dict[str, str], bool]] = {
     "baseline, whole pieces": ({"MALLOC_MMAP_THRESHOLD_": "1048576"}, False),
     "parts (the fetch app now)": (
         {
-            "MALLOC_ARENA_MAX": "1",
+            "MALLOC_ARENA_MAX": "2",
             "MALLOC_MMAP_THRESHOLD_": "4194304",
             "MALLOC_TRIM_THRESHOLD_": "8388608",
         },

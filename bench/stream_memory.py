@@ -13,8 +13,8 @@ settings:
 - baseline: MALLOC_MMAP_THRESHOLD_=1 MB, ops/supervisor/fetch.conf until
   2026-11-30: each 2 MiB segment Redis sends (and hiredis's buffer for
   it) is a fresh mmap, whose first touch faults every page in;
-- fetch.conf now: one arena, buffers up to 4 MB from the heap, and up to
-  8 MB freed at the heap's top kept, so a segment reuses the pages the one
+- fetch.conf now: two arenas, buffers up to 4 MB from the heap, and up to
+  8 MB freed at a heap's top kept, so a segment reuses the pages the one
   before it left.
 
 Prints the median seconds per stream of each and their ratio.
@@ -31,7 +31,7 @@ import time
 
 BASELINE = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
 FETCH_CONF = {
-    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_ARENA_MAX": "2",
     "MALLOC_MMAP_THRESHOLD_": "4194304",
     "MALLOC_TRIM_THRESHOLD_": "8388608",
 }
