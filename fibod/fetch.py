@@ -201,8 +201,11 @@ class FetchResource:
             if task.state is TaskState.READY:
                 self._send_ready(req, resp, task, fmt, send_body)
                 return
-            if task.state is TaskState.RUNNING and self._starts_early(req, send_body, wait_s):
-                self._send_early(resp, task, fmt, max(wait_s, EARLY_MIN_PATIENCE_S))
+            if (
+                task.state is TaskState.RUNNING
+                and self._starts_early(req, send_body, wait_s)
+                and self._send_early(resp, task, fmt, max(wait_s, EARLY_MIN_PATIENCE_S))
+            ):
                 return
             if task.state is TaskState.FAILED:
                 self._status(resp, falcon.HTTP_500, FAILED, task.error or "failed")
@@ -256,30 +259,25 @@ class FetchResource:
         """Tell whether a long-poll on a running task gets its body at once (fibod/early.py).
 
         Only a whole-body GET: a range, a HEAD or a conditional request
-        waits for ready, as does every request if the setting is off. The
-        stream takes a long-poll slot of its own (it may wait on the
-        workers); with none free, the request waits for ready instead.
+        waits for ready, as does every request if the setting is off.
         """
         if not (self._settings.fetch_early_start and send_body and wait_s > 0):
             return False
-        if any(req.get_header(h) for h in EARLY_EXCLUDED):
-            return False
-        return self._waiting.acquire(blocking=False)
+        return not any(req.get_header(h) for h in EARLY_EXCLUDED)
 
-    def _send_early(self, resp: falcon.Response, task: Task, fmt: str, patience_s: float) -> None:
+    def _send_early(self, resp: falcon.Response, task: Task, fmt: str, patience_s: float) -> bool:
         """Answer a running task's whole body now, each segment sent once stored.
 
         The bytes are those a ready answer has, so the ETag is the same;
         no Last-Modified (the task has not finished), and not cached. The
-        long-poll slot `_starts_early` took is given back when the server
-        closes the body, sent or not.
+        stream takes a long-poll slot of its own (it may wait on the
+        workers), given back when the server closes the body, sent or not;
+        with none free, False: the request waits for ready instead.
         """
-        try:
-            body = ResultBody(self._layout, task.start, task.sn, fmt)
-            etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
-        except BaseException:
-            self._waiting.release()
-            raise
+        body = ResultBody(self._layout, task.start, task.sn, fmt)
+        etag = result_etag(fmt, task.start, task.sn, self._layout.segment_bytes)
+        if not self._waiting.acquire(blocking=False):
+            return False
         resp.etag = etag
         resp.accept_ranges = "bytes"
         set_stream_headers(resp)
@@ -293,6 +291,7 @@ class FetchResource:
         # a generator's own `finally` does not run if it never started (a
         # client gone before the first byte): the slot is given back on close
         resp.stream = CountedBody(stream, lambda _sent: self._waiting.release())
+        return True
 
     @staticmethod
     def _redirectable(req: falcon.Request, wanted: ByteRange | None) -> bool:

@@ -49,9 +49,9 @@ def text_parts(
         b = lengths.digits(n) + sep_bytes
         k = max(1, min(end - n, int((math.sqrt(b * b + 2 * _SLOPE * limit) - b) / _SLOPE)))
         while k > 1 and lengths.total_digits(n, k) + sep_bytes * k > limit:
-            k -= 1 + k // 64
-        yield n, max(1, k)
-        n += max(1, k)
+            k -= 1 + k // 64  # stays >= 1: k // 64 < k - 1 for any k >= 2
+        yield n, k
+        n += k
 
 
 @dataclass(frozen=True)
