@@ -11,11 +11,13 @@ UnavailableError (503), never as a stack trace.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
+from redis._parsers import _HiredisParser
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import PythonRespSerializer
@@ -36,16 +38,48 @@ CLUSTER_RETRIES = 3
 RedisClient = redis.Redis | RedisCluster
 
 
+#: A reply at least this large leaves its connection with a fresh hiredis reader.
+LARGE_REPLY_BYTES = 64 * 1024
+
+
+class SegmentReplies(_HiredisParser):
+    """hiredis's parser, which gives a large reply's buffer back once it is read.
+
+    hiredis reads a reply into a buffer that grows to the reply's size and
+    keeps it, emptied, until the connection's next reply arrives: every
+    idle pooled connection that last read a 2 MiB segment held about
+    3 MiB. A fresh reader (when nothing more is buffered) frees it now;
+    the next large reply grows a buffer just as it would have.
+    """
+
+    def on_connect(self, connection: Any, **kwargs: Any) -> None:
+        super().on_connect(connection, **kwargs)
+        self._connection = weakref.ref(connection)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().read_response(*args, **kwargs)
+        reader, connection = self._reader, self._connection()
+        large = isinstance(response, bytes) and len(response) >= LARGE_REPLY_BYTES
+        if large and reader is not None and not reader.has_data() and connection is not None:
+            super().on_connect(connection)  # a new reader; the socket stays
+        return response
+
+
 class BulkValueConnection(redis.Connection):
-    """A connection that sends a large value as it is, never copied.
+    """A connection for 2 MiB values: sends them as they are, keeps no reply buffer.
 
     redis-py packs commands with hiredis when it is installed, which copies
     every argument into one buffer: on 2 MiB segments that cost a worker
     about 2 CPU-s per GB stored against 0.2-0.35 with redis-py's own
     packer, which sends a value over 6,000 bytes as its own chunk
-    (bench/redis_packer.py, docs/BENCHMARKS.md).
-    Replies are still parsed by hiredis.
+    (bench/redis_packer.py, docs/BENCHMARKS.md). Replies are parsed by
+    hiredis (faster on segments than redis-py's parser), through
+    SegmentReplies.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", SegmentReplies)
+        super().__init__(**kwargs)
 
     def _construct_command_packer(self, packer: object) -> object:
         return packer or PythonRespSerializer(self._buffer_cutoff, self.encoder.encode)

@@ -73,9 +73,15 @@ def test_the_entry_metrics_cover_the_whole_stack(
     assert streamed.status == 200
 
     def settled() -> dict[Key, float] | None:
-        _, now = scrape(stack.base_url + "/metrics")  # the byte tally lands just after a stream
-        name = "fibod_bytes_streamed_total"
-        return now if value(now, name) - value(before, name) >= streamed.size else None
+        # both byte tallies land just after a stream, the store's first
+        # (the body's close), then the app's (the request's end): wait for both
+        _, now = scrape(stack.base_url + "/metrics")
+        tallies = (
+            value(now, "fibod_bytes_streamed_total") - value(before, "fibod_bytes_streamed_total"),
+            total(now, "fibod_http_response_bytes_total", app="fetch", route="fetch")
+            - total(before, "fibod_http_response_bytes_total", app="fetch", route="fetch"),
+        )
+        return now if min(tallies) >= streamed.size else None
 
     after = wait_for(settled, 10, "the streamed bytes counted")
 
