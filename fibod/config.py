@@ -308,6 +308,14 @@ class Settings:
         minimum=1_000,
         maximum=3_600_000,
     )
+    worker_commit_interval_ms: int = setting(
+        200,
+        "a worker commits finished units' offsets once the oldest waited this long, "
+        "when idle, and before giving partitions up (0 = after every unit); a worker "
+        "that dies redoes at most this long's units, found done",
+        minimum=0,
+        maximum=60_000,
+    )
     kafka_session_timeout_ms: int = setting(
         10_000,
         "a silent worker leaves the group after this long, ms",

@@ -244,13 +244,16 @@ class ScriptedConsumer:
         self.paused: set[int] = set()
         self.pause_calls = 0
         self.resumed: list[int] = []
+        #: Per partition committed, the offset of the last message covered.
         self.committed: list[int] = []
+        self.commit_calls = 0
         self.closed = False
         self.during_unit: Callable[[], None] | None = None
         self.when_done: Callable[[], None] | None = None
         #: pause() raises KafkaException this many more times (a broker hiccup).
         self.failing_pauses = 0
         self._on_revoke: RebalanceCallback | None = None
+        self._on_lost: RebalanceCallback | None = None
         self._handed: list[Message] = []
 
     def feed(self, value: bytes, partition: int = 0, offset: int = 7) -> Message:
@@ -266,6 +269,13 @@ class ScriptedConsumer:
             self._on_revoke(self, gone)
         self.partitions = [p for p in self.partitions if p not in {tp.partition for tp in gone}]
 
+    def lose(self, partitions: Iterable[int]) -> None:
+        """Take partitions away as a missed session does: on_lost, then unassign."""
+        gone = [TopicPartition(self.topic, p) for p in partitions]
+        if self._on_lost is not None:
+            self._on_lost(self, gone)
+        self.partitions = [p for p in self.partitions if p not in {tp.partition for tp in gone}]
+
     def subscribe(
         self,
         topics: list[str],
@@ -275,6 +285,7 @@ class ScriptedConsumer:
         on_lost: RebalanceCallback | None = None,
     ) -> None:
         self._on_revoke = on_revoke
+        self._on_lost = on_lost
         if on_assign is not None:  # the group hands out the scripted partitions at once
             on_assign(self, [TopicPartition(self.topic, p) for p in self.partitions])
 
@@ -313,11 +324,13 @@ class ScriptedConsumer:
                 self.script.appendleft(message)
                 return
 
-    def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]:
-        offset = message.offset()
-        assert offset is not None
-        self.committed.append(offset)
-        return []
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
+    ) -> list[TopicPartition] | None:
+        """Record, per partition committed, the offset of the last message it covers."""
+        self.commit_calls += 1
+        self.committed += [tp.offset - 1 for tp in offsets]
+        return offsets
 
     def close(self) -> None:
         self.closed = True

@@ -8,8 +8,9 @@ waits for its helpers' reports (blocking reads, no polling), looks at
 the store itself only when no report came for a while (a helper died,
 or another task's worker holds a claim), marks the task ready with its
 text length (known from the indices alone, fibod/lengths.py) and only
-then commits the offset (at-least-once). A "help" message takes
-segments from the task's list, computes and reports them, and commits.
+then notes the offset for commit (at-least-once; noted offsets are
+committed in batches, fibod/commits.py). A "help" message takes
+segments from the task's list, computes and reports them, and is noted.
 During long units every assigned partition is paused and the consumer
 keeps polling, so Kafka never evicts the worker for exceeding
 max.poll.interval.ms.
@@ -47,6 +48,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from fibod import agreement, keys, lengths, logs, metrics, planner
 from fibod.affinity import lower_priority, pin_to_core
+from fibod.commits import OffsetBatch
 from fibod.config import EX_CONFIG, Settings, SettingsError, startup_settings
 from fibod.errors import UnavailableError
 from fibod.logs import configure_logging
@@ -108,7 +110,9 @@ class TaskConsumer(Protocol):
 
     def seek(self, partition: TopicPartition) -> None: ...
 
-    def commit(self, *, message: Message, asynchronous: Literal[False]) -> list[TopicPartition]: ...
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
+    ) -> list[TopicPartition] | None: ...
 
     def close(self) -> None: ...
 
@@ -204,6 +208,8 @@ class Worker:
         self.current: QueueMessage | None = None
         self.current_since = now_ms()
         self.units_done = 0
+        #: Finished units whose offsets are not committed yet (fibod/commits.py).
+        self.offsets = OffsetBatch(settings.worker_commit_interval_ms / 1000)
 
     def request_stop(self) -> None:
         """Ask the loop to drain: give up the unit, leave the group, exit."""
@@ -215,13 +221,14 @@ class Worker:
             [self.settings.task_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
         log.info("worker %s consuming %s", self.owner_id, self.settings.task_topic)
         try:
             while not self.stopping:
                 msg = self.consumer.poll(POLL_TIMEOUT_S)
                 if msg is None:
+                    self._commit_noted()  # nothing to read: commit what is done
                     continue
                 if msg.error():
                     log.warning("consumer error: %s", msg.error())
@@ -231,6 +238,7 @@ class Worker:
             if self.stopping:
                 log.info("stop requested: draining (a second SIGTERM or SIGINT ends at once)")
             log.info("worker %s leaving the group", self.owner_id)
+            self._commit_noted()
             self.consumer.close()
             self.publisher.close()
 
@@ -238,17 +246,17 @@ class Worker:
         """Run one message's unit; commit it only if the unit finished."""
         self._unit = _partition_of(msg)
         self._revoked = False
-        outcome, kind = "done", "malformed"
+        outcome, kind, task_id = "done", "malformed", None
         try:
             try:
                 message = QueueMessage.decode(msg.value())
             except ValueError as exc:
                 log.error("skipping malformed message at %s: %s", _where(msg), exc)
             else:
-                kind = message.kind
+                kind, task_id = message.kind, message.task_id
                 self._begin(message)
                 self._run_unit(message, msg)
-            self._commit(msg)
+            self._finished(msg, task_id)
             self._failures = 0
         except Abandoned as exc:
             outcome = "abandoned"
@@ -451,6 +459,8 @@ class Worker:
         now = time.monotonic()
         if now - self._last_keepalive < KEEPALIVE_EVERY_S:
             return
+        if self.offsets.due():  # earlier units' offsets wait no longer than this one runs
+            self._commit_noted()
         self._last_keepalive = now
         try:
             assigned = self.consumer.assignment()
@@ -483,6 +493,17 @@ class Worker:
         log.info("assigned partitions %s (now %s)", _numbers(partitions), sorted(self.assigned))
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # still ours until this returns: what they finished is committed now
+        self._commit_noted(partitions)
+        self._let_go(partitions)
+
+    def _on_lost(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # no longer ours: a commit would be refused, their next owner redoes those units
+        for noted in self.offsets.take(partitions):
+            log.warning("partitions lost before commit: %s", noted.describe())
+        self._let_go(partitions)
+
+    def _let_go(self, partitions: list[TopicPartition]) -> None:
         self.assigned -= {p.partition for p in partitions}
         metrics.WORKER_PARTITIONS.labels(self.name).set(len(self.assigned))
         unit = self._unit
@@ -498,15 +519,33 @@ class Worker:
         except KafkaException as exc:
             log.warning("resume of revoked partitions failed: %s", exc)
 
-    def _commit(self, msg: Message) -> None:
+    def _finished(self, msg: Message, task_id: str | None) -> None:
+        """Note a finished unit's offset; commit the notes once they are due."""
         if self._revoked:
             raise Abandoned("partition revoked before commit")
+        self.offsets.note(msg, task_id)
+        if self.offsets.due():
+            self._commit_noted()
+
+    def _commit_noted(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Commit the noted offsets (of these partitions only, if given), synchronously."""
+        noted = self.offsets.take(partitions)
+        if not noted:
+            return
         try:
-            self.consumer.commit(message=msg, asynchronous=False)
+            answered = self.consumer.commit(
+                offsets=[n.partition for n in noted], asynchronous=False
+            )
         except KafkaException as exc:
             # e.g. a rebalance took the partition: the new owner redoes the
-            # unit, which finds the segments stored and the task ready
-            log.warning("commit of %s failed: %s", _where(msg), exc)
+            # units, which find the segments stored and the tasks ready
+            log.warning("commit of %s failed: %s", "; ".join(n.describe() for n in noted), exc)
+            return
+        refused = {(tp.topic, tp.partition): tp.error for tp in answered or () if tp.error}
+        for n in noted:
+            error = refused.get((n.partition.topic, n.partition.partition))
+            if error is not None:
+                log.warning("commit of %s failed: %s", n.describe(), error)
 
     def _rewind(self, msg: Message) -> None:
         try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -40,10 +41,17 @@ class Parts:
     sequences: MemorySequenceStore = field(default_factory=lambda: MemorySequenceStore(LAYOUT))
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     work: MemoryWorkList = field(default_factory=MemoryWorkList)
+    settings: Settings = SETTINGS
 
     def __post_init__(self) -> None:
         self.worker = Worker(
-            SETTINGS, self.consumer, self.publisher, self.tasks, self.sequences, self.work, "me"
+            self.settings,
+            self.consumer,
+            self.publisher,
+            self.tasks,
+            self.sequences,
+            self.work,
+            "me",
         )
         self.consumer.when_done = self.worker.request_stop
         self.tasks.work = self.work  # a cancel empties the task's work list
@@ -152,7 +160,7 @@ def test_duplicate_delivery_of_a_ready_task_is_committed_once_more(parts: Parts)
     parts.queue(task.id, 10)
     parts.queue(task.id, 10)
     parts.worker.run()
-    assert parts.consumer.committed == [7, 7]
+    assert parts.consumer.committed == [7]  # both units noted; one commit covers them
     assert parts.sequences.counters[keys.STAT_TASKS_COMPLETED] == 1
 
 
@@ -271,3 +279,58 @@ def test_a_task_cancelled_while_queued_is_not_computed(parts: Parts) -> None:
     parts.worker.run()
     assert parts.sequences.segments == {}
     assert parts.consumer.committed == [7]
+
+
+def _small_tasks(parts: Parts, where: list[tuple[int, int]]) -> list[str]:
+    """Queue an sn=10 task at each (partition, offset); return their ids."""
+    ids = []
+    for partition, offset in where:
+        task = parts.tasks.create(10)
+        parts.consumer.feed(QueueMessage(KIND_TASK, task.id, 10).encode(), partition, offset)
+        ids.append(task.id)
+    return ids
+
+
+def test_finished_units_are_committed_together_once_idle() -> None:
+    # given a worker whose notes are not due for a minute
+    parts = Parts(settings=replace(SETTINGS, worker_commit_interval_ms=60_000))
+    ids = _small_tasks(parts, [(0, 1), (0, 2), (1, 5), (0, 3), (1, 6)])
+    # when it runs the five units and finds nothing more to read
+    parts.worker.run()
+    # then every task is ready, and one commit covered each partition's last unit
+    assert all(parts.tasks.tasks[i].state is TaskState.READY for i in ids)
+    assert parts.consumer.commit_calls == 1
+    assert parts.consumer.committed == [3, 6]
+
+
+def test_an_interval_of_zero_commits_after_every_unit() -> None:
+    parts = Parts(settings=replace(SETTINGS, worker_commit_interval_ms=0))
+    _small_tasks(parts, [(0, 1), (0, 2), (1, 5)])
+    parts.worker.run()
+    assert parts.consumer.commit_calls == 3
+    assert parts.consumer.committed == [1, 2, 5]
+
+
+def test_revoked_partitions_commit_first_and_lost_ones_are_redone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given finished units on two partitions, their commits not yet due
+    parts = Parts(settings=replace(SETTINGS, worker_commit_interval_ms=60_000))
+    ids = _small_tasks(parts, [(0, 1), (1, 4)])
+
+    def rebalance() -> None:
+        parts.consumer.revoke([0])  # handed over in order: still ours during the callback
+        parts.consumer.lose([1])  # the session was lost: no longer ours at all
+        parts.worker.request_stop()
+
+    parts.consumer.when_done = rebalance
+    # when the group takes partition 0 back and partition 1 is lost
+    with caplog.at_level(logging.WARNING, logger="fibod.worker"):
+        parts.worker.run()
+    # then partition 0's unit was committed, partition 1's was not (its next
+    # owner reads it again and finds the task ready), and the log says which
+    assert parts.consumer.committed == [1]
+    assert any(
+        "partitions lost before commit" in r.getMessage() and f"task={ids[1]}" in r.getMessage()
+        for r in caplog.records
+    )

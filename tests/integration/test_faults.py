@@ -250,15 +250,18 @@ def test_worker_frozen_beyond_session_timeout(
         step_s=0.2,
     )
     # then its unit stayed uncommitted: it gave the unit up (it learnt of the
-    # revocation first) or the broker refused its commit (the group had moved
-    # on without it), and its late write was refused, counted once
+    # revocation first), dropped the unit's noted offset when it learnt its
+    # partitions were lost (fibod/commits.py), or the broker refused its
+    # commit (the group had moved on without it); its late write was
+    # refused, counted once
     given_up = wait_for(
         lambda: (
             log.matching("abandoned", "uncommitted")
+            or log.matching("partitions lost before commit")
             or log.matching("commit of", "failed", "UNKNOWN_MEMBER_ID")
         ),
         30,
-        "unit abandoned, or its commit refused",
+        "unit abandoned, its offset dropped, or its commit refused",
     )
     after = store.counters()
     assert after["segments_duplicate"] - before["segments_duplicate"] == 1
