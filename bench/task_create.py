@@ -1,4 +1,4 @@
-"""Creating a task: the one-script create against the six-command pipeline it replaced.
+"""Creating a task: the one-script create, called two ways, against the pipeline it replaced.
 
     make up; .venv/bin/python bench/task_create.py [calls] [rounds]
 
@@ -7,7 +7,9 @@ per request) and wall time per create, on the running stack's task
 store, interleaved round by round. The baseline is the pipeline as it
 was before 2026-11-29 (HSET, ZADD live, ZADD recent, ZREMRANGEBYRANK,
 ZADD index, ZREMRANGEBYLEX), written here against the same keys. The
-tasks made are deleted afterwards.
+script is called as TaskStore does (fibod/lua_call.py's LuaCall, since
+2026-11-30) and through redis-py's Script, as before. The tasks made are
+deleted afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from fibod import keys
 from fibod.config import discover
 from fibod.taskmodel import TaskState, index_cutoff, new_task
-from fibod.tasks import RECENT_TASKS, TaskStore
+from fibod.tasks import CREATE_TASK_LUA, RECENT_TASKS, TaskStore
 
 
 def pipeline_create(store: TaskStore, sn: int) -> str:
@@ -55,13 +57,24 @@ def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     store = TaskStore.from_settings(discover())
+    through_redis_py = TaskStore.from_settings(discover())
+    script = through_redis_py._redis.register_script(CREATE_TASK_LUA)
+    through_redis_py._create = lambda keys, args: script(keys=keys, args=args)  # type: ignore[assignment]
     made: list[str] = []
-    runs: dict[str, list[tuple[float, float]]] = {"pipeline (baseline)": [], "script": []}
+    runs: dict[str, list[tuple[float, float]]] = {
+        "pipeline (baseline)": [],
+        "script, redis-py's Script": [],
+        "script": [],
+    }
     try:
-        timed(lambda: store.create(100).id, 200, made)  # connections and script loaded
+        for each in (store, through_redis_py):  # connections and script loaded
+            timed(lambda each=each: each.create(100).id, 200, made)
         for _ in range(rounds):
             runs["pipeline (baseline)"].append(
                 timed(lambda: pipeline_create(store, 100), calls, made)
+            )
+            runs["script, redis-py's Script"].append(
+                timed(lambda: through_redis_py.create(100).id, calls, made)
             )
             runs["script"].append(timed(lambda: store.create(100).id, calls, made))
     finally:
@@ -75,6 +88,8 @@ def main() -> None:
         wall = statistics.median(r[1] for r in results)
         print(f"| {name} | {cpu[name]:.0f} µs | {wall:.0f} µs |")
     print(f"\nthe script costs the client **{cpu['script'] / cpu['pipeline (baseline)']:.2f}x**")
+    lean = cpu["script"] / cpu["script, redis-py's Script"]
+    print(f"LuaCall costs the client **{lean:.2f}x** of redis-py's Script")
 
 
 if __name__ == "__main__":

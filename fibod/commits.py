@@ -40,6 +40,8 @@ class OffsetBatch:
         self.interval_s = interval_s
         self._clock = clock
         self._next: dict[tuple[str, int], int] = {}
+        #: The leader epoch of each partition's furthest unit (log truncation detection).
+        self._epoch: dict[tuple[str, int], int | None] = {}
         self._tasks: dict[tuple[str, int], list[str]] = {}
         self._oldest: float | None = None
 
@@ -49,7 +51,9 @@ class OffsetBatch:
         if topic is None or partition is None or offset is None:
             raise ValueError("message without topic, partition or offset")
         key = (topic, partition)
-        self._next[key] = max(self._next.get(key, 0), offset + 1)
+        if offset + 1 > self._next.get(key, 0):
+            self._next[key] = offset + 1
+            self._epoch[key] = msg.leader_epoch()
         if task_id:
             self._tasks.setdefault(key, []).append(task_id)
         if self._oldest is None:
@@ -68,9 +72,12 @@ class OffsetBatch:
         taken = []
         for key in sorted(self._next):
             if wanted is None or key in wanted:
-                offset = self._next.pop(key)
+                offset, epoch = self._next.pop(key), self._epoch.pop(key, None)
                 tasks = tuple(self._tasks.pop(key, ()))
-                taken.append(Noted(TopicPartition(key[0], key[1], offset), tasks))
+                where = TopicPartition(key[0], key[1], offset)
+                if epoch is not None:  # the constructor takes no None for it
+                    where = TopicPartition(key[0], key[1], offset, leader_epoch=epoch)
+                taken.append(Noted(where, tasks))
         if not self._next:
             self._oldest = None
         return taken

@@ -22,6 +22,7 @@ from fibod import keys
 from fibod.config import Settings
 from fibod.errors import UnavailableError
 from fibod.ids import id_key
+from fibod.lua_call import LuaCall
 from fibod.redis_client import connect_task_store, store_call
 from fibod.taskmodel import (
     Task,
@@ -173,7 +174,7 @@ class TaskStore:
         #: Replicas that must hold a state change before it counts (WAIT).
         self._min_replicas = min_replicas
         self._wait_ms = wait_ms
-        self._create = client.register_script(CREATE_TASK_LUA)
+        self._create = LuaCall(client, CREATE_TASK_LUA)  # one per request: the lean path
         self._finish = client.register_script(FINISH_TASK_LUA)
         self._progress = client.register_script(PROGRESS_TASK_LUA)
         self._start = client.register_script(START_TASK_LUA)
@@ -201,7 +202,7 @@ class TaskStore:
                 args += [name, value]
         task_keys = [keys.task_key(task.id), keys.LIVE_KEY, keys.RECENT_KEY, keys.TASK_INDEX_KEY]
         if not self._min_replicas:
-            self._create(keys=task_keys, args=args)
+            self._create(task_keys, args)
             return task
         with self._redis.pipeline(transaction=False) as pipe:
             # EVAL, not the Script: redis-py sends a Script's SCRIPT EXISTS

@@ -247,6 +247,8 @@ class ScriptedConsumer:
         #: Per partition committed, the offset of the last message covered.
         self.committed: list[int] = []
         self.commit_calls = 0
+        #: commit() raises KafkaException this many more times (the group moved on).
+        self.failing_commits = 0
         self.closed = False
         self.during_unit: Callable[[], None] | None = None
         self.when_done: Callable[[], None] | None = None
@@ -329,6 +331,9 @@ class ScriptedConsumer:
     ) -> list[TopicPartition] | None:
         """Record, per partition committed, the offset of the last message it covers."""
         self.commit_calls += 1
+        if self.failing_commits:
+            self.failing_commits -= 1
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_MEMBER_ID, "group moved on"))
         self.committed += [tp.offset - 1 for tp in offsets]
         return offsets
 

@@ -226,9 +226,11 @@ class Worker:
         log.info("worker %s consuming %s", self.owner_id, self.settings.task_topic)
         try:
             while not self.stopping:
-                msg = self.consumer.poll(POLL_TIMEOUT_S)
+                # with units noted, nothing to read for an interval commits them
+                wait_s = min(POLL_TIMEOUT_S, self.offsets.interval_s) if self.offsets else None
+                msg = self.consumer.poll(POLL_TIMEOUT_S if wait_s is None else wait_s)
                 if msg is None:
-                    self._commit_noted()  # nothing to read: commit what is done
+                    self._commit_noted()
                     continue
                 if msg.error():
                     log.warning("consumer error: %s", msg.error())
@@ -266,6 +268,7 @@ class Worker:
             # the message is read again after a back-off, never failed
             outcome = "retried"
             self._rewind(msg)
+            self._commit_noted()  # what is done is not held back by the wait
             self._back_off(f"{_where(msg)}: {exc}")
         finally:
             self._unit = None
@@ -533,19 +536,12 @@ class Worker:
         if not noted:
             return
         try:
-            answered = self.consumer.commit(
-                offsets=[n.partition for n in noted], asynchronous=False
-            )
+            self.consumer.commit(offsets=[n.partition for n in noted], asynchronous=False)
         except KafkaException as exc:
             # e.g. a rebalance took the partition: the new owner redoes the
-            # units, which find the segments stored and the tasks ready
+            # units, which find the segments stored and the tasks ready.
+            # librdkafka fails the whole commit on any partition's error.
             log.warning("commit of %s failed: %s", "; ".join(n.describe() for n in noted), exc)
-            return
-        refused = {(tp.topic, tp.partition): tp.error for tp in answered or () if tp.error}
-        for n in noted:
-            error = refused.get((n.partition.topic, n.partition.partition))
-            if error is not None:
-                log.warning("commit of %s failed: %s", n.describe(), error)
 
     def _rewind(self, msg: Message) -> None:
         try:

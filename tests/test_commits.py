@@ -66,3 +66,11 @@ def test_taking_some_partitions_leaves_the_others_noted() -> None:
 def test_a_message_without_a_partition_is_refused() -> None:
     with pytest.raises(ValueError, match="without topic, partition or offset"):
         OffsetBatch(0.2).note(Message(topic="t", value=b""), "a")
+
+
+def test_the_furthest_unit_s_leader_epoch_goes_with_its_offset() -> None:
+    batch = OffsetBatch(0.2, Clock())
+    batch.note(Message(topic="t", partition=0, offset=4, value=b"", leader_epoch=3), "a")
+    batch.note(Message(topic="t", partition=0, offset=2, value=b"", leader_epoch=2), "b")
+    (noted,) = batch.take()
+    assert (noted.partition.offset, noted.partition.leader_epoch) == (5, 3)

@@ -334,3 +334,22 @@ def test_revoked_partitions_commit_first_and_lost_ones_are_redone(
         "partitions lost before commit" in r.getMessage() and f"task={ids[1]}" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_a_refused_commit_is_logged_with_its_tasks_and_the_worker_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given a worker whose first commit the group refuses
+    parts = Parts(settings=replace(SETTINGS, worker_commit_interval_ms=0))
+    parts.consumer.failing_commits = 1
+    ids = _small_tasks(parts, [(0, 1), (0, 2)])
+    # when it runs both units
+    with caplog.at_level(logging.WARNING, logger="fibod.worker"):
+        parts.worker.run()
+    # then the refusal names the unit's task, and the next unit is committed
+    assert any(
+        "commit of" in r.getMessage() and f"task={ids[0]}" in r.getMessage()
+        for r in caplog.records
+    )
+    assert parts.consumer.committed == [2]
+    assert all(parts.tasks.tasks[i].state is TaskState.READY for i in ids)
