@@ -1,7 +1,7 @@
 """Where the machine's CPU goes per submission: each program's share, per request; print Markdown.
 
     FIBOD_RATE_LIMIT=1000000r/s FIBOD_RATE_BURST=100000 make up
-    .venv/bin/python bench/submit_cpu.py [--seconds S] [--rounds N]
+    .venv/bin/python bench/submit_cpu.py [--seconds S] [--rounds N] [--warmup S]
 
 Runs bench/pipeline.py's submission load (wrk -t2 -c32 through nginx,
 sn=100) after a warm-up run, and reads every program's CPU seconds (user +
@@ -88,13 +88,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of load first, not counted")
     args = parser.parse_args()
     names = supervisor_names()
     groups = {
         label: [name for name in names if name.startswith(prefix)]
         for prefix, label in PROGRAMS.items()
     }
-    wrk(args.seconds)  # warm-up: the broker is slower in its first minute
+    wrk(args.warmup)  # the broker is slower in its first minute
     rows: dict[str, list[float]] = {label: [] for label in [*groups, "wrk", "rest", "total"]}
     rates, p99s = [], []
     for _ in range(args.rounds):

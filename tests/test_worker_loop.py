@@ -348,8 +348,7 @@ def test_a_refused_commit_is_logged_with_its_tasks_and_the_worker_goes_on(
         parts.worker.run()
     # then the refusal names the unit's task, and the next unit is committed
     assert any(
-        "commit of" in r.getMessage() and f"task={ids[0]}" in r.getMessage()
-        for r in caplog.records
+        "commit of" in r.getMessage() and f"task={ids[0]}" in r.getMessage() for r in caplog.records
     )
     assert parts.consumer.committed == [2]
     assert all(parts.tasks.tasks[i].state is TaskState.READY for i in ids)
