@@ -349,16 +349,20 @@ def renice_workers(nice: int) -> bool:
     return True
 
 
+#: Seconds of submissions before the measured runs (10 until 2026-11-30's later session).
+WARMUP_S = 30
+
+
 def submissions(seconds: int, rounds: int) -> list[str]:
     """wrk with the workers at their niceness and at 0 (the baseline), interleaved.
 
-    A first run warms the broker's JIT up (its CPU per message halves over
-    the first ~20,000 messages) and is left out. Each run's backlog is
-    drained before the next.
+    A first run of WARMUP_S warms the broker's JIT up (its CPU per message
+    halves over its first minute of load) and is left out. Each run's
+    backlog is drained before the next.
     """
     limited = "" if SETTINGS.rate_limit.startswith("1000000") else " (rate limit NOT lifted)"
     drained_s()
-    wrk_submit(seconds)
+    wrk_submit(WARMUP_S)
     drained_s()
     settings = [(SETTINGS.worker_nice, "configured")]
     if SETTINGS.worker_nice and os.geteuid() == 0:  # raising a priority back needs root

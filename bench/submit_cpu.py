@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=10, help="seconds of load first, not counted")
+    parser.add_argument("--warmup", type=int, default=30, help="seconds of load first, not counted")
     args = parser.parse_args()
     names = supervisor_names()
     groups = {
