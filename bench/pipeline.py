@@ -136,17 +136,22 @@ def program_pids(prefix: str) -> list[int]:
     return sorted(pids)
 
 
-def worker_cpu_s() -> float:
-    """CPU seconds (user + system) this stack's workers used so far."""
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) these processes used so far (those gone count nothing)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for pid in program_pids("worker:"):
+    for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def worker_cpu_s() -> float:
+    """CPU seconds this stack's workers used so far."""
+    return cpu_s(program_pids("worker:"))
 
 
 def cold_ready(sn: int) -> tuple[float, float, float, float]:

@@ -24,7 +24,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from pipeline import BASE, drained_s, program_pids, queue_lag
+from pipeline import BASE, cpu_s, drained_s, program_pids, queue_lag
 
 TICK = os.sysconf("SC_CLK_TCK")
 #: Program (supervisor name prefix) -> the label printed.
@@ -37,18 +37,6 @@ PROGRAMS = {
     "worker": "workers",
     "fetch": "fetch app",
 }
-
-
-def cpu_s(pids: list[int]) -> float:
-    """CPU seconds these processes used so far (those gone count nothing)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
 
 
 def machine_busy_s() -> float:
