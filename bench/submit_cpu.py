@@ -24,7 +24,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from pipeline import BASE, cpu_s, drained_s, program_pids, queue_lag
+from pipeline import BASE, SUPERVISORCTL, cpu_s, drained_s, program_pids, queue_lag
 
 TICK = os.sysconf("SC_CLK_TCK")
 #: Program (supervisor name prefix) -> the label printed.
@@ -66,8 +66,6 @@ def wrk(seconds: int) -> tuple[int, float, str]:
 
 def supervisor_names() -> list[str]:
     """The stack's program name prefixes present (supervisorctl's first column)."""
-    from pipeline import SUPERVISORCTL
-
     out = subprocess.run([*SUPERVISORCTL, "status"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 

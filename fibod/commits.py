@@ -62,6 +62,10 @@ class OffsetBatch:
     def __bool__(self) -> bool:
         return bool(self._next)
 
+    def poll_wait_s(self, longest_s: float) -> float:
+        """How long a poll may wait: no longer than the interval while anything is noted."""
+        return min(longest_s, self.interval_s) if self._next else longest_s
+
     def due(self) -> bool:
         """Whether the oldest note waited its interval (always, with an interval of 0)."""
         return self._oldest is not None and self._clock() - self._oldest >= self.interval_s

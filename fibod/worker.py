@@ -227,8 +227,7 @@ class Worker:
         try:
             while not self.stopping:
                 # with units noted, nothing to read for an interval commits them
-                wait_s = min(POLL_TIMEOUT_S, self.offsets.interval_s) if self.offsets else None
-                msg = self.consumer.poll(POLL_TIMEOUT_S if wait_s is None else wait_s)
+                msg = self.consumer.poll(self.offsets.poll_wait_s(POLL_TIMEOUT_S))
                 if msg is None:
                     self._commit_noted()
                     continue

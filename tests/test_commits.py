@@ -74,3 +74,11 @@ def test_the_furthest_unit_s_leader_epoch_goes_with_its_offset() -> None:
     batch.note(Message(topic="t", partition=0, offset=2, value=b"", leader_epoch=2), "b")
     (noted,) = batch.take()
     assert (noted.partition.offset, noted.partition.leader_epoch) == (5, 3)
+
+
+def test_a_poll_waits_no_longer_than_the_interval_while_anything_is_noted() -> None:
+    batch = OffsetBatch(0.2, Clock())
+    assert batch.poll_wait_s(1.0) == 1.0
+    batch.note(_msg(0, 1), "a")
+    assert batch.poll_wait_s(1.0) == 0.2
+    assert batch.poll_wait_s(0.1) == 0.1

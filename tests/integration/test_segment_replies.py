@@ -11,6 +11,7 @@ import redis
 from fibod.config import Settings
 from fibod.memory import release_free_memory
 from fibod.redis_client import BulkValueConnection, connect_sequence_store
+from tests.integration.faults import rss_kib
 
 SEGMENT = 2 << 20
 #: Connections of one pool that each read one segment, then sit idle.
@@ -18,11 +19,6 @@ POOLED = 10
 #: What those idle connections may still hold. hiredis's own reader kept
 #: each one's ~2 MiB buffer: about 20 MB in all (measured 2026-11-30).
 KEPT_LIMIT_KIB = 6 * 1024
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @pytest.fixture
@@ -50,13 +46,13 @@ def test_idle_connections_keep_no_segment_sized_buffer(segments) -> None:
             connection.read_response()
         readers = [id(connection._parser._reader) for connection in held]  # ids: keep none alive
         release_free_memory()
-        before = _rss_kib()
+        before = rss_kib(os.getpid())
         # when each reads one 2 MiB segment, then sits idle
         for connection, key, value in zip(held, keys, values, strict=True):
             connection.send_command("GET", key)
             assert connection.read_response() == value
         release_free_memory()
-        kept = _rss_kib() - before
+        kept = rss_kib(os.getpid()) - before
         # then each got a fresh reader, and they hold next to nothing
         assert all(id(c._parser._reader) != r for c, r in zip(held, readers, strict=True))
         assert kept < KEPT_LIMIT_KIB, kept
