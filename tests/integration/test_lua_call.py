@@ -1,8 +1,12 @@
-"""LuaCall against the real task store: a script the server lacks, a connection it closed."""
+"""LuaCall against the real task store: a script the server lacks, connections per thread."""
 
 from __future__ import annotations
 
+import os
+import threading
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -47,21 +51,75 @@ def test_a_script_the_server_lacks_is_sent_whole_once(client, task_redis) -> Non
     assert _evals(task_redis) - evals == 1
 
 
-def test_a_pooled_connection_the_server_closed_is_reconnected_first(client, task_redis) -> None:
-    call = LuaCall(client, SCRIPT)
+@pytest.fixture
+def named(settings: Settings, task_redis: redis.Redis) -> Iterator[redis.Redis]:
+    """A task store client whose connections give the server a name of this test's own."""
+    task_redis.delete(KEY)
+    client = connect_task_store(settings, admin=True)
+    client.connection_pool.connection_kwargs["client_name"] = f"fibod-lua-{uuid.uuid4().hex}"
+    yield client
+    client.close()
+
+
+def _named_ids(client: redis.Redis, task_redis: redis.Redis) -> set[str]:
+    """Server-side ids of the connections open with the client's name."""
+    name = client.connection_pool.connection_kwargs["client_name"]
+    return {c["id"] for c in task_redis.client_list() if c.get("name") == name}
+
+
+def test_each_thread_keeps_one_connection_for_all_its_calls(named, task_redis) -> None:
+    # given a LuaCall
+    call = LuaCall(named, SCRIPT)
+    # when three threads call it three times each
+    with ThreadPoolExecutor(3) as pool:
+        barrier = threading.Barrier(3)
+
+        def three_calls(n: int) -> None:
+            barrier.wait()  # all three threads at once: none reuses another's thread
+            for i in range(3):
+                call([KEY], [f"{n}-{i}"])
+
+        list(pool.map(three_calls, range(3)))
+        # then the server saw exactly three connections, one per thread, still open
+        assert len(_named_ids(named, task_redis)) == 3
+    # and the client's pool was not used
+    assert named.connection_pool._created_connections == 0
+
+
+def test_a_connection_the_server_closed_is_opened_again_before_the_call(named, task_redis) -> None:
+    call = LuaCall(named, SCRIPT)
     call([KEY], ["one"])
-    # given the server closed the client's pooled connection
-    named = client.connection_pool.get_connection()
-    named.send_command("CLIENT", "SETNAME", "fibod-lua-call-test")
-    assert named.read_response() in (b"OK", "OK", True)
-    client.connection_pool.release(named)
-    killed = [c for c in task_redis.client_list() if c.get("name") == "fibod-lua-call-test"]
-    assert killed, "the named connection is not on the server"
-    for c in killed:
-        task_redis.client_kill_filter(_id=c["id"])
+    # given the server closed this thread's connection
+    before = _named_ids(named, task_redis)
+    assert len(before) == 1
+    task_redis.client_kill_filter(_id=next(iter(before)))
     # when the script is called again
     reply = call([KEY], ["two"])
-    # then it ran, on a fresh connection (the pool found the closed one on taking it)
+    # then it ran, on a new connection
     assert reply == ["one", "fibod-lua-call-test"]
-    names = [c.get("name") for c in task_redis.client_list()]
-    assert "fibod-lua-call-test" not in names
+    after = _named_ids(named, task_redis)
+    assert len(after) == 1 and after != before
+
+
+def test_a_forked_child_calls_on_its_own_connection(named, task_redis) -> None:
+    # given a LuaCall that has a connection in this process
+    call = LuaCall(named, SCRIPT)
+    call([KEY], ["parent"])
+    parent_ids = _named_ids(named, task_redis)
+    # when a forked child calls it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what the call answered, then leave at once
+        try:
+            reply = call([KEY], ["child"])
+            os.write(write, repr(reply).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_reply = os.read(read, 1000).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    # then the child ran it on a connection of its own, and the parent's still works
+    assert child_reply == repr(["parent", "fibod-lua-call-test"])
+    assert call([KEY], ["parent again"]) == ["child", "fibod-lua-call-test"]
+    assert parent_ids <= _named_ids(named, task_redis)
