@@ -6,6 +6,8 @@ installs it), systemd-analyze, logrotate.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -90,3 +92,28 @@ def test_every_fibod_header_sent_is_in_the_api_description() -> None:
     described = (ROOT / "fibod" / "openapi.yaml").read_text()
     declared = {name.lower() for name in re.findall(r"^\s+(X-Fibod-[A-Za-z]+):", described, re.M)}
     assert sent <= declared, f"sent but not described: {sorted(sent - declared)}"
+
+
+def _log_format(conf: str, name: str) -> str:
+    """The format string of nginx's `log_format name ...;`: its quoted pieces joined."""
+    block = re.search(rf"log_format {name} (?:escape=\w+ )?((?:'[^']*'\s*)+);", conf)
+    assert block, f"no log_format {name} in nginx.conf"
+    return "".join(re.findall(r"'([^']*)'", block.group(1)))
+
+
+def test_nginx_access_lines_name_the_submitted_task_in_both_formats(tmp_path: Path) -> None:
+    # given: nginx.conf rendered for the one-machine stack
+    render_all(dataclasses.replace(Settings(), state_dir=str(tmp_path)))
+    conf = (tmp_path / "conf" / "nginx.conf").read_text()
+    # then: the text line carries the upstream's Location (a submit's task status URL)
+    assert "loc=$upstream_http_location" in _log_format(conf, "fibod")
+    # and the JSON line, with every variable given a value, is one JSON object with it
+    sample = {
+        "$time_iso8601": "2026-11-30T07:00:00+00:00",
+        "$status": "202",
+        "$body_bytes_sent": "24",
+        "$request_time": "0.002",
+    }
+    line = re.sub(r"\$\w+", lambda m: sample.get(m.group(0), "x"), _log_format(conf, "fibod_json"))
+    record = json.loads(line)
+    assert record["location"] == "x" and record["status"] == 202
