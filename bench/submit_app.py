@@ -106,7 +106,7 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     settings = discover()
-    configure_logging(settings)  # the per-task line is part of the cost
+    configure_logging(settings)  # as the app does: FIBOD_LOG_LEVEL decides what is written
     store = TaskStore.from_settings(settings)
     publisher = TaskPublisher.from_settings(settings, f"fibod-bench-{os.getpid()}")
     app = observed_app(

@@ -5,15 +5,20 @@ redis-py 8 wraps every command in a retry closure, argument filters and
 observability hooks, and its pool's checkout and return record
 connection counts for its own metrics; together they cost more client
 CPU than sending the command and reading its reply
-(bench/task_create.py). Here a call is EVALSHA (EVAL once when the
-server lacks the script) on a connection this thread keeps, made with
-the client's pool settings (Sentinel routing, timeouts, health checks,
-reply parsing). Each thread holds one such connection for as long as it
-lives: the submit app's request threads are few and fixed. As the pool
-does, a connection is checked before each use: one the server closed,
-or with bytes nobody asked for, is opened again. Like fibod's clients
-(no retries), a failed call is not sent again; a connection that failed
-mid-call is closed, so no late reply can answer the next call.
+(bench/task_create.py, bench/submit_app.py). Here a call is EVALSHA
+(EVAL once when the server lacks the script) on a connection this
+thread keeps, made with the client's pool settings (Sentinel routing,
+timeouts, health-check PINGs, reply parsing). Each thread holds one such
+connection for as long as it lives, outside the pool (so beside its
+count, and not closed by the client's close()): the submit app's request
+threads are few and fixed. Before each use a connection is opened again
+when the server closed it, when bytes nobody asked for wait on it, or
+when the Sentinels have named another primary since it connected (what
+the pool checks when a connection comes back). RESP3 maintenance
+notifications, which the pool can follow, are not followed here; the
+task store sends none (Redis 7). Like fibod's clients (no retries), a
+failed call is not sent again; a connection that failed mid-call is
+closed, so no late reply can answer the next call.
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
+
+
+def stale_primary(pool: object, connection: object) -> bool:
+    """Whether a Sentinel-managed primary connection points at a server no longer primary.
+
+    The pool learns the primary's address when any of its connections
+    connects; a connection elsewhere is one a failover left behind.
+    """
+    if not getattr(pool, "is_master", False):
+        return False  # a plain pool, or replicas
+    known = getattr(pool, "master_address", None)
+    where = (getattr(connection, "host", None), getattr(connection, "port", None))
+    return known is not None and tuple(known) != where
 
 
 class LuaCall:
@@ -61,7 +79,7 @@ class LuaCall:
             clean = not connection.can_read()
         except (RedisConnectionError, RedisTimeoutError, OSError):  # closed by the server
             clean = False
-        if not clean:
+        if not clean or stale_primary(self._pool, connection):
             connection.disconnect()
             connection.connect()
         return connection

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import select
+import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -67,6 +70,11 @@ def _named_ids(client: redis.Redis, task_redis: redis.Redis) -> set[str]:
     return {c["id"] for c in task_redis.client_list() if c.get("name") == name}
 
 
+def _local_port(call: LuaCall) -> int:
+    """The local port of this thread's connection: which socket the last call used."""
+    return int(call._local.connection._sock.getsockname()[1])
+
+
 def test_each_thread_keeps_one_connection_for_all_its_calls(named, task_redis) -> None:
     # given a LuaCall
     call = LuaCall(named, SCRIPT)
@@ -74,13 +82,19 @@ def test_each_thread_keeps_one_connection_for_all_its_calls(named, task_redis) -
     with ThreadPoolExecutor(3) as pool:
         barrier = threading.Barrier(3)
 
-        def three_calls(n: int) -> None:
+        def three_calls(n: int) -> list[int]:
             barrier.wait()  # all three threads at once: none reuses another's thread
+            ports = []
             for i in range(3):
                 call([KEY], [f"{n}-{i}"])
+                ports.append(_local_port(call))
+            return ports
 
-        list(pool.map(three_calls, range(3)))
-        # then the server saw exactly three connections, one per thread, still open
+        ports = list(pool.map(three_calls, range(3)))
+        # then each thread made its three calls on one socket, its own
+        assert all(len(set(each)) == 1 for each in ports)
+        assert len({each[0] for each in ports}) == 3
+        # and the server saw exactly those three connections, still open
         assert len(_named_ids(named, task_redis)) == 3
     # and the client's pool was not used
     assert named.connection_pool._created_connections == 0
@@ -105,21 +119,34 @@ def test_a_forked_child_calls_on_its_own_connection(named, task_redis) -> None:
     # given a LuaCall that has a connection in this process
     call = LuaCall(named, SCRIPT)
     call([KEY], ["parent"])
-    parent_ids = _named_ids(named, task_redis)
+    parent_port = _local_port(call)
     # when a forked child calls it
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report what the call answered, then leave at once
+    if pid == 0:  # the child: report the reply and the socket it used, then leave at once
+        code = 1
         try:
             reply = call([KEY], ["child"])
-            os.write(write, repr(reply).encode())
+            os.write(write, json.dumps([reply, _local_port(call)]).encode())
+            code = 0
+        except BaseException as exc:  # reported to the parent
+            os.write(write, json.dumps(["error", repr(exc)]).encode())
         finally:
-            os._exit(0)
+            os._exit(code)
     os.close(write)
-    child_reply = os.read(read, 1000).decode()
-    os.close(read)
-    os.waitpid(pid, 0)
-    # then the child ran it on a connection of its own, and the parent's still works
-    assert child_reply == repr(["parent", "fibod-lua-call-test"])
+    try:
+        ready, _, _ = select.select([read], [], [], 30)
+        report = os.read(read, 10_000).decode() if ready else ""
+    finally:
+        os.close(read)
+        if not report:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    assert report, "the child answered nothing within 30 s"
+    child_reply, child_port = json.loads(report)
+    assert os.waitstatus_to_exitcode(status) == 0, child_port
+    # then the child ran it on a socket of its own, and the parent's still works
+    assert child_reply == ["parent", "fibod-lua-call-test"]
+    assert child_port != parent_port
     assert call([KEY], ["parent again"]) == ["child", "fibod-lua-call-test"]
-    assert parent_ids <= _named_ids(named, task_redis)
+    assert _local_port(call) == parent_port
