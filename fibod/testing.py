@@ -254,6 +254,8 @@ class ScriptedConsumer:
         self.when_done: Callable[[], None] | None = None
         #: pause() raises KafkaException this many more times (a broker hiccup).
         self.failing_pauses = 0
+        #: seek() raises KafkaException this many more times.
+        self.failing_seeks = 0
         self._on_revoke: RebalanceCallback | None = None
         self._on_lost: RebalanceCallback | None = None
         self._handed: list[Message] = []
@@ -321,6 +323,9 @@ class ScriptedConsumer:
 
     def seek(self, partition: TopicPartition) -> None:
         """Hand out again the message at that offset (a rewind)."""
+        if self.failing_seeks:
+            self.failing_seeks -= 1
+            raise KafkaException(KafkaError(KafkaError._STATE, "erroneous state"))
         for message in self._handed:
             if (message.partition(), message.offset()) == (partition.partition, partition.offset):
                 self.script.appendleft(message)

@@ -195,6 +195,9 @@ class Worker:
         )
         self._last_progress = 0.0
         self.stopping = False
+        #: A message of a partition still held could not be read again: the
+        #: worker stopped, so that the group reads it from the last commit.
+        self.rewind_failed = False
         self._unit: TopicPartition | None = None
         self._revoked = False
         self._paused = False
@@ -268,7 +271,8 @@ class Worker:
             outcome = "retried"
             self._rewind(msg)
             self._commit_noted()  # what is done is not held back by the wait
-            self._back_off(f"{_where(msg)}: {exc}")
+            if not self.stopping:
+                self._back_off(f"{_where(msg)}: {exc}")
         finally:
             self._unit = None
             self._end(kind, outcome)
@@ -543,11 +547,27 @@ class Worker:
             log.warning("commit of %s failed: %s", "; ".join(n.describe() for n in noted), exc)
 
     def _rewind(self, msg: Message) -> None:
+        """Read msg again next; if that fails on a partition still held, stop.
+
+        Going on would commit a later unit's offset past the message, which
+        nobody would then read: stopping commits only what came before it,
+        and the group (this worker restarted, or another) reads it again.
+        """
+        here = _partition_of(msg)
         try:
-            here = _partition_of(msg)
             self.consumer.seek(TopicPartition(here.topic, here.partition, msg.offset() or 0))
         except KafkaException as exc:
-            log.warning("could not rewind to %s: %s", _where(msg), exc)
+            if here.partition not in self.assigned:  # its next owner reads it from the commit
+                log.warning("could not rewind to %s, no longer ours: %s", _where(msg), exc)
+                return
+            log.error(
+                "could not rewind to %s: %s; stopping, so that it is read again from the "
+                "last commit",
+                _where(msg),
+                exc,
+            )
+            self.rewind_failed = True
+            self.stopping = True
 
 
 def _partition_of(msg: Message) -> TopicPartition:
@@ -619,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals(worker)
     with operator_view(worker, settings, args.index):
         worker.run()
-    return 0
+    return EX_TEMPFAIL if worker.rewind_failed else 0  # supervisor starts it again
 
 
 if __name__ == "__main__":

@@ -352,3 +352,57 @@ def test_a_refused_commit_is_logged_with_its_tasks_and_the_worker_goes_on(
     )
     assert parts.consumer.committed == [2]
     assert all(parts.tasks.tasks[i].state is TaskState.READY for i in ids)
+
+
+def test_a_message_that_cannot_be_read_again_stops_the_worker_before_any_later_commit(
+    caplog,
+) -> None:
+    # given two tasks on one partition, a task store down for the first attempt,
+    # and a consumer that cannot seek back to the first message
+    parts = Parts()
+    first, second = parts.tasks.create(SN), parts.tasks.create(SN)
+    parts.consumer.feed(QueueMessage(KIND_TASK, first.id, SN).encode(), offset=7)
+    parts.consumer.feed(QueueMessage(KIND_TASK, second.id, SN).encode(), offset=8)
+    parts.tasks.down = True
+
+    def sleep(_seconds: float) -> None:
+        parts.tasks.down = False  # the store is back after any wait
+
+    parts.worker._sleep = sleep
+    parts.consumer.failing_seeks = 1
+    # when the worker runs
+    with caplog.at_level("ERROR", logger="fibod.worker"):
+        parts.worker.run()
+    # then it stopped at once and said why: nothing committed covers the first message,
+    # so the group reads it again from the last commit
+    assert parts.worker.rewind_failed
+    assert all(offset < 7 for offset in parts.consumer.committed)
+    assert parts.tasks.tasks[first.id].state is TaskState.QUEUED
+    assert parts.tasks.tasks[second.id].state is TaskState.QUEUED  # not read past it
+    assert parts.consumer.closed
+    assert any("could not rewind" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_rewind_on_a_partition_already_gone_is_only_logged(caplog) -> None:
+    # given a task store down for the first attempt, a consumer that cannot seek,
+    # and the group taking the partition away while the unit ran
+    parts = Parts()
+    task = parts.tasks.create(SN)
+    parts.queue(task.id, SN)
+    parts.tasks.down = True
+    parts.consumer.failing_seeks = 1
+    parts.worker._sleep = lambda _seconds: None
+    rewind = parts.worker._rewind
+
+    def revoked_first(msg: object) -> None:
+        parts.consumer.revoke([0])
+        parts.tasks.down = False
+        rewind(msg)  # type: ignore[arg-type]
+
+    parts.worker._rewind = revoked_first  # type: ignore[method-assign]
+    # when the worker runs
+    with caplog.at_level("WARNING", logger="fibod.worker"):
+        parts.worker.run()
+    # then it went on: the partition's next owner reads the message from the commit
+    assert not parts.worker.rewind_failed
+    assert any("no longer ours" in r.getMessage() for r in caplog.records)
